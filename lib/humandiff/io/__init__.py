@@ -1,0 +1,15 @@
+"""Artifact I/O: atomic writers and checked readers."""
+
+from .artifacts import (
+    ArtifactError,
+    atomic_path,
+    check_shape,
+    concat_ragged,
+    load_params,
+    load_npz,
+    load_parquet,
+    save_json,
+    save_npz,
+    save_parquet,
+    split_ragged,
+)

