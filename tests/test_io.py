@@ -1,0 +1,68 @@
+"""Artifact I/O: atomic writes, checked reads, one-line errors naming file and field."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from humandiff.io import ArtifactError, atomic_path, concat_ragged, load_npz, load_parquet, load_params, save_npz, save_parquet, split_ragged
+
+
+def test_npz_round_trip_and_shape_checks(tmp_path):
+    path = tmp_path / "a.npz"
+    save_npz(path, {"x": np.ones((4, 22, 3), np.float32), "n": np.arange(3)})
+    data = load_npz(path, {"x": (None, 22, 3), "n": (3,)})
+    assert data["x"].shape == (4, 22, 3) and data["n"].tolist() == [0, 1, 2]
+    with pytest.raises(ArtifactError, match=r"a\.npz: field 'x' has shape \(4, 22, 3\), expected \(\*, 24, 3\)"):
+        load_npz(path, {"x": (None, 24, 3)})
+    with pytest.raises(ArtifactError, match="missing field 'y'"):
+        load_npz(path, ["y"])
+
+
+def test_npz_rejects_nan_missing_corrupt_and_pickled(tmp_path):
+    save_npz(tmp_path / "nan.npz", {"x": np.array([1.0, np.nan])})
+    with pytest.raises(ArtifactError, match="nan.npz: field 'x' contains NaN"):
+        load_npz(tmp_path / "nan.npz")
+    with pytest.raises(ArtifactError, match="missing.npz: file not found"):
+        load_npz(tmp_path / "missing.npz")
+    (tmp_path / "bad.npz").write_bytes(b"garbage")
+    with pytest.raises(ArtifactError, match="bad.npz: cannot read"):
+        load_npz(tmp_path / "bad.npz")
+    np.savez(tmp_path / "obj.npz", x=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ArtifactError, match="obj.npz"):
+        load_npz(tmp_path / "obj.npz")
+    with pytest.raises(ArtifactError, match="object array"):
+        save_npz(tmp_path / "w.npz", {"x": np.array([None], dtype=object)})
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.parquet"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    save_parquet(target, pd.DataFrame({"a": [1, 2], "caps": [["x", "y"], ["z"]]}))
+    frame = load_parquet(target, ["a", "caps"])
+    assert frame["caps"].map(list).tolist() == [["x", "y"], ["z"]]
+    with pytest.raises(ArtifactError, match="missing column"):
+        load_parquet(target, ["b"])
+    assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]
+
+
+def test_ragged_round_trip():
+    clips = [np.full((n, 2), n, np.float32) for n in (3, 1, 5)]
+    flat, offsets = concat_ragged(clips)
+    assert offsets.tolist() == [0, 3, 4, 9]
+    for a, b in zip(split_ragged(flat, offsets), clips):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_params_sections(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("a:\n  x: 1\n")
+    assert load_params(path, "a") == {"x": 1}
+    with pytest.raises(ArtifactError, match="missing section 'b'"):
+        load_params(path, "b")
+    path.write_text("a: [unclosed\n")
+    with pytest.raises(ArtifactError, match="not valid YAML"):
+        load_params(path, "a")

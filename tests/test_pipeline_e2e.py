@@ -1,0 +1,84 @@
+"""End-to-end: `dvc repro` of the smoke preset in a temporary copy of the repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", DVC_NO_ANALYTICS="1",
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(REPO / "lib"))
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
+
+
+@pytest.fixture(scope="module")
+def smoke_repo(tmp_path_factory) -> Path:
+    """A copy of the working tree (tracked and new files, no outputs) with the smoke preset, reproduced."""
+    work = tmp_path_factory.mktemp("smoke") / "repo"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for name in files:
+        source = REPO / name
+        if source.is_file() and not name.startswith(("reports/", "dvc.lock")):
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, work / name)
+    shutil.copy2(work / "presets/smoke.yaml", work / "params.yaml")
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+    result = _run([str(BIN / "dvc"), "repro"], work)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return work
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_produces_checked_artifacts(smoke_repo: Path):
+    metrics = json.loads((smoke_repo / "reports/metrics/data.json").read_text())
+    smoke = yaml.safe_load((smoke_repo / "params.yaml").read_text())
+    assert metrics["clips"] == smoke["synth_motion"]["clips"]
+    assert metrics["families"] >= 14
+    assert metrics["min_captions_per_clip"] >= 3
+    assert metrics["gt_foot_skating_ratio"] <= 0.02
+    assert metrics["roundtrip_max_error_mm"] < 1.0
+    assert 40 <= metrics["min_frames"] <= metrics["max_frames"] <= 196
+    assert metrics["fps"] == 20
+
+    index = pd.read_parquet(smoke_repo / "data/motion/hml/index.parquet")
+    assert len(index) == 2 * metrics["clips"]  # mirrored copies
+    assert set(index["split"]) == {"train", "val", "test"}
+    # A clip and its mirror share a split so that no test motion leaks into training.
+    assert index.groupby("source_id")["split"].nunique().max() == 1
+    with np.load(smoke_repo / "data/motion/hml/features.npz", allow_pickle=False) as data:
+        features, offsets = data["features"], data["offsets"]
+    assert features.shape == (offsets[-1], 263) and np.isfinite(features).all()
+    assert np.array_equal(np.diff(offsets), index["length"].to_numpy())
+
+    text = pd.read_parquet(smoke_repo / "data/motion/text/embeddings.parquet")
+    captions = {c for caps in index["captions"] for c in caps}
+    assert set(text["caption"]) == captions
+    norms = np.linalg.norm(np.stack(text["embedding"].to_numpy()), axis=1)
+    np.testing.assert_allclose(norms, 1.0, atol=1e-4)
+    assert any((smoke_repo / "reports/synth_motion").glob("*.png"))
+
+
+@pytest.mark.slow
+def test_unchanged_tree_does_nothing_and_a_param_reruns_only_its_stages(smoke_repo: Path):
+    again = _run([str(BIN / "dvc"), "repro"], smoke_repo)
+    assert again.returncode == 0 and "Running stage" not in again.stdout, again.stdout
+    params = yaml.safe_load((smoke_repo / "params.yaml").read_text())
+    params["encode_text"]["batch_size"] = 64
+    (smoke_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = _run([str(BIN / "dvc"), "status", "--json"], smoke_repo)
+    changed = set(json.loads(status.stdout))
+    assert changed == {"encode_text"}, status.stdout

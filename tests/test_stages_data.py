@@ -1,0 +1,141 @@
+"""The data stages as a user runs them: tiny real runs, bad params and bad inputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _stage(name: str):
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def _params(tmp_path: Path, **overrides) -> Path:
+    params = yaml.safe_load((REPO / "presets/smoke.yaml").read_text())
+    params["body"]["model_path"] = str(REPO / params["body"]["model_path"])
+    params["synth_motion"].update(clips=6, sheet_clips_per_family=1)
+    for dotted, value in overrides.items():
+        section, key = dotted.split("__")
+        params[section][key] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def _run(name: str, *args: str):
+    return CliRunner().invoke(_stage(name), list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def raw_dir(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("raw")
+    result = _run("synth_motion", "--params", str(_params(tmp)), "--out-dir", str(tmp / "raw"),
+                  "--report-dir", str(tmp / "report"), "--metrics", str(tmp / "synth.json"))
+    assert result.exit_code == 0, result.output
+    return tmp / "raw"
+
+
+def test_synth_motion_writes_consistent_artifacts(raw_dir: Path):
+    index = pd.read_parquet(raw_dir / "clips.parquet")
+    with np.load(raw_dir / "motions.npz", allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    assert len(index) == 6 and len(arrays["offsets"]) == 7 and arrays["betas"].shape == (6, 10)
+    assert np.array_equal(np.diff(arrays["offsets"]), index["length"].to_numpy())
+    assert arrays["joints"].shape[1:] == (24, 3) and arrays["body_pose"].shape[1] == 69
+    assert all(len(set(c)) >= 3 for c in index["captions"])
+    assert arrays["joints"][..., 1].min() >= -1e-4  # nothing below the floor
+
+
+def test_synth_motion_is_deterministic(raw_dir: Path, tmp_path: Path):
+    result = _run("synth_motion", "--params", str(_params(tmp_path)), "--out-dir", str(tmp_path / "raw"),
+                  "--report-dir", str(tmp_path / "report"), "--metrics", str(tmp_path / "synth.json"))
+    assert result.exit_code == 0, result.output
+    with np.load(raw_dir / "motions.npz") as a, np.load(tmp_path / "raw/motions.npz") as b:
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_prepare_motion_round_trips_and_mirrors(raw_dir: Path, tmp_path: Path):
+    out, metrics = tmp_path / "hml", tmp_path / "data.json"
+    result = _run("prepare_motion", "--params", str(_params(tmp_path)), "--raw-dir", str(raw_dir),
+                  "--out-dir", str(out), "--metrics", str(metrics))
+    assert result.exit_code == 0, result.output
+    report = json.loads(metrics.read_text())
+    assert report["roundtrip_max_error_mm"] < 1.0
+    index = pd.read_parquet(out / "index.parquet")
+    assert len(index) == 12 and index["mirror"].sum() == 6
+    mirrored = index[index["mirror"]].iloc[0]
+    original = index[(index["source_id"] == mirrored["source_id"]) & ~index["mirror"]].iloc[0]
+    assert mirrored["split"] == original["split"] and mirrored["length"] == original["length"]
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [({"synth_motion__clips": 0}, "synth_motion.clips"), ({"synth_motion__clips": "many"}, "synth_motion.clips"),
+     ({"synth_motion__max_frames": 10}, "max_frames")],
+)
+def test_synth_motion_rejects_bad_params(tmp_path: Path, override, needle):
+    out = tmp_path / "raw"
+    result = CliRunner().invoke(_stage("synth_motion"), ["--params", str(_params(tmp_path, **override)), "--out-dir", str(out),
+                                                         "--report-dir", str(tmp_path / "r"), "--metrics", str(tmp_path / "m.json")])
+    assert result.exit_code == 2 and needle in result.output and len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_missing_body_model_is_one_clear_line(tmp_path: Path):
+    params = _params(tmp_path, body__model_path=str(tmp_path / "nope.npz"))
+    result = CliRunner().invoke(_stage("synth_motion"), ["--params", str(params), "--out-dir", str(tmp_path / "raw"),
+                                                         "--report-dir", str(tmp_path / "r"), "--metrics", str(tmp_path / "m.json")])
+    assert result.exit_code == 2 and "nope.npz" in result.output
+
+
+def test_prepare_motion_rejects_unknown_source_and_missing_input(tmp_path: Path, raw_dir: Path):
+    result = CliRunner().invoke(_stage("prepare_motion"), ["--params", str(_params(tmp_path, prepare_motion__source="mocap")),
+                                                           "--raw-dir", str(raw_dir), "--out-dir", str(tmp_path / "hml")])
+    assert result.exit_code == 2 and "prepare_motion.source" in result.output
+    result = CliRunner().invoke(_stage("prepare_motion"), ["--params", str(_params(tmp_path)), "--raw-dir", str(tmp_path / "none"),
+                                                           "--out-dir", str(tmp_path / "hml")])
+    assert result.exit_code == 2 and "clips.parquet" in result.output
+    assert not (tmp_path / "hml").exists()
+
+
+def test_prepare_motion_names_the_clip_with_nan_joints(tmp_path: Path, raw_dir: Path):
+    broken = tmp_path / "broken"
+    shutil.copytree(raw_dir, broken)
+    with np.load(broken / "motions.npz") as data:
+        arrays = {k: data[k].copy() for k in data.files}
+    arrays["joints"][arrays["offsets"][2] + 3, 5, 0] = np.nan
+    np.savez(broken / "motions.npz", **arrays)
+    result = CliRunner().invoke(_stage("prepare_motion"), ["--params", str(_params(tmp_path)), "--raw-dir", str(broken),
+                                                           "--out-dir", str(tmp_path / "hml"), "--metrics", str(tmp_path / "d.json")])
+    assert result.exit_code == 2 and "motions.npz" in result.output and "NaN" in result.output
+    assert not (tmp_path / "hml").exists()
+
+
+def test_prepare_motion_rejects_corrupt_npz(tmp_path: Path, raw_dir: Path):
+    broken = tmp_path / "broken"
+    shutil.copytree(raw_dir, broken)
+    (broken / "motions.npz").write_bytes(b"not a zip file")
+    result = CliRunner().invoke(_stage("prepare_motion"), ["--params", str(_params(tmp_path)), "--raw-dir", str(broken),
+                                                           "--out-dir", str(tmp_path / "hml")])
+    assert result.exit_code == 2 and "motions.npz" in result.output
+
+
+def test_presets_share_one_structure():
+    default = yaml.safe_load((REPO / "presets/default.yaml").read_text())
+    smoke = yaml.safe_load((REPO / "presets/smoke.yaml").read_text())
+    assert {k: sorted(v) for k, v in default.items()} == {k: sorted(v) for k, v in smoke.items()}
+    assert yaml.safe_load((REPO / "params.yaml").read_text()) == default
