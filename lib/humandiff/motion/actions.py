@@ -32,7 +32,8 @@ class Phrase:
 class ActionTrack:
     """One action's frames. Shapes: dofs (T, NUM_DOFS), yaw_rate (T,) rad/frame, flight (T,) bool,
     flight_velocity (T, 2) body-frame (forward, left) m/s used on airborne frames (NaN = keep the
-    take-off velocity)."""
+    take-off velocity); stance (T, 2) which of the (left, right) feet bear weight, NaN where the
+    action leaves it to the floor contact detection."""
 
     family: str
     dofs: np.ndarray
@@ -40,6 +41,7 @@ class ActionTrack:
     flight: np.ndarray
     flight_velocity: np.ndarray
     phrase: Phrase
+    stance: np.ndarray
     attributes: dict = field(default_factory=dict)
 
     @property
@@ -52,10 +54,11 @@ class ActionTrack:
         velocity[:, 1] *= -1
         phrase = Phrase([mirror_text(p) for p in self.phrase.simple], [mirror_text(p) for p in self.phrase.progressive])
         return ActionTrack(self.family, mirror_dofs(self.dofs), -self.yaw_rate, self.flight.copy(), velocity,
-                           phrase, dict(self.attributes, mirrored=not self.attributes.get("mirrored", False)))
+                           phrase, self.stance[:, ::-1].copy(), dict(self.attributes, mirrored=not self.attributes.get("mirrored", False)))
 
 
-def _track(family: str, dofs: np.ndarray, phrase: Phrase, yaw_rate=None, flight=None, velocity=None, **attrs) -> ActionTrack:
+def _track(family: str, dofs: np.ndarray, phrase: Phrase, yaw_rate=None, flight=None, velocity=None, stance=None,
+           **attrs) -> ActionTrack:
     T = dofs.shape[0]
     return ActionTrack(
         family=family,
@@ -64,6 +67,7 @@ def _track(family: str, dofs: np.ndarray, phrase: Phrase, yaw_rate=None, flight=
         flight=np.zeros(T, dtype=bool) if flight is None else flight,
         flight_velocity=np.full((T, 2), np.nan) if velocity is None else velocity,
         phrase=phrase,
+        stance=np.full((T, 2), np.nan) if stance is None else stance,
         attributes=attrs,
     )
 
@@ -109,35 +113,47 @@ def _side_noun(side: str, plural: str = "hand") -> str:
 
 
 def _leg_cycle(phase: np.ndarray, duty: float, hip_amp: float, knee_swing: float, knee_stance: float,
-               hip_offset: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Sagittal leg angles over a gait phase in [0, 1) (0 = foot strike): hip, knee, ankle, swing 0..1."""
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sagittal leg angles over a gait phase in [0, 1) (0 = foot strike): hip, knee, ankle, stance mask.
+
+    In stance the thigh sweeps back at a constant rate, so a planted foot pushes the body at a
+    steady speed. The swing is a cubic that leaves and lands with that same backward rate (the
+    leg retracts before touch-down), with the knee folded early and straight again by 80% of the
+    swing, so a foot meets and leaves the floor without sliding.
+    """
     stance = phase < duty
     s_stance = np.clip(phase / duty, 0, 1)
     s_swing = np.clip((phase - duty) / (1 - duty), 0, 1)
-    hip = np.where(stance, hip_amp * np.cos(np.pi * s_stance), -hip_amp * np.cos(np.pi * s_swing)) + hip_offset
-    # The knee folds early in swing so the foot clears the floor as soon as it leaves it.
-    knee = np.where(stance, knee_stance * np.sin(np.pi * s_stance), knee_swing * np.sin(np.pi * s_swing ** 0.6))
-    ankle = np.where(stance, -4 * DEG + 14 * DEG * s_stance, 6 * DEG * np.sin(np.pi * s_swing))
-    swing = np.where(stance, 0.0, np.sin(np.pi * s_swing))
-    return hip, knee, ankle, swing
+    rate = -2 * hip_amp * (1 - duty) / duty  # d(hip)/d(s_swing) matching the stance sweep
+    h00, h10 = 2 * s_swing**3 - 3 * s_swing**2 + 1, s_swing**3 - 2 * s_swing**2 + s_swing
+    h01, h11 = -2 * s_swing**3 + 3 * s_swing**2, s_swing**3 - s_swing**2
+    swing_hip = -hip_amp * h00 + rate * h10 + hip_amp * h01 + rate * h11
+    hip = np.where(stance, hip_amp * (1 - 2 * s_stance), swing_hip)
+    fold = np.clip(s_swing / 0.85, 0, 1)
+    knee = np.where(stance, knee_stance * np.sin(np.pi * s_stance) ** 2, knee_swing * np.sin(np.pi * fold) ** 2)
+    ankle_stance = -4 * DEG + 14 * DEG * s_stance
+    ankle_swing = 10 * DEG - 14 * DEG * (3 * s_swing**2 - 2 * s_swing**3) + 8 * DEG * np.sin(np.pi * s_swing)
+    # A folded knee pitches the foot toes-down; the ankle lifts the toes so they clear the floor.
+    ankle = np.where(stance, ankle_stance, ankle_swing + 0.7 * np.maximum(knee - hip, 0))
+    return hip, knee, ankle, stance
 
 
 def gait(T: int, fps: float, cadence: float, hip_amp: float, knee_swing: float, duty: float, *,
          backwards: bool = False, arm_amp: float = 20 * DEG, elbow: float = 15 * DEG, lean: float = 0.0,
-         knee_stance: float = 12 * DEG, start_phase: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Bipedal gait DOFs (T, NUM_DOFS) and airborne flags (T,) for ``cadence`` strides per second."""
+         knee_stance: float = 12 * DEG, start_phase: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bipedal gait: DOFs (T, NUM_DOFS), airborne flags (T,), stance of (left, right) foot (T, 2)."""
     t = np.arange(T) / fps
     direction = -1.0 if backwards else 1.0
     phase_l = np.mod(start_phase + direction * cadence * t, 1.0)
     phase_r = np.mod(phase_l + 0.5, 1.0)
     dofs = np.tile(pose_vector(), (T, 1))
-    swings = []
+    stances = []
     for side, phase in (("l", phase_l), ("r", phase_r)):
-        hip, knee, ankle, swing = _leg_cycle(phase, duty, hip_amp, knee_swing, knee_stance)
+        hip, knee, ankle, stance = _leg_cycle(phase, duty, hip_amp, knee_swing, knee_stance)
         dofs[:, I[f"hip_flex_{side}"]] = hip
         dofs[:, I[f"knee_{side}"]] = knee + 3 * DEG
         dofs[:, I[f"ankle_{side}"]] = ankle
-        swings.append(swing)
+        stances.append(stance)
     # Arms swing against the opposite leg; the trunk counter-rotates a little.
     hip_l = dofs[:, I["hip_flex_l"]] / max(hip_amp, 1e-6)
     hip_r = dofs[:, I["hip_flex_r"]] / max(hip_amp, 1e-6)
@@ -147,15 +163,16 @@ def gait(T: int, fps: float, cadence: float, hip_amp: float, knee_swing: float, 
     dofs[:, I["elbow_r"]] = elbow + 0.5 * elbow * np.maximum(hip_l, 0)
     dofs[:, I["spine_twist"]] = 4 * DEG * (hip_r - hip_l) / 2
     dofs[:, I["spine_flex"]] = lean
-    flight = (swings[0] > 0) & (swings[1] > 0)
-    return dofs, flight
+    stance = np.stack(stances, -1)
+    flight = ~stance.any(-1)
+    return dofs, flight, stance.astype(np.float64)
 
 
 def walk(rng: np.random.Generator, fps: float, seconds: float) -> ActionTrack:
     speed = rng.uniform(0.65, 1.45)
     cadence = 0.9 * speed ** 0.5
     T = int(seconds * fps)
-    dofs, flight = gait(T, fps, cadence, hip_amp=(16 + 9 * speed) * DEG, knee_swing=(50 + 10 * speed) * DEG,
+    dofs, flight, stance = gait(T, fps, cadence, hip_amp=(16 + 9 * speed) * DEG, knee_swing=(50 + 10 * speed) * DEG,
                         duty=0.6, start_phase=rng.uniform(0, 1))
     word = _speed_word(speed)
     simple = [f"walks forward{word}", f"walks straight ahead{word}", f"takes a few steps forward{word}",
@@ -165,14 +182,14 @@ def walk(rng: np.random.Generator, fps: float, seconds: float) -> ActionTrack:
     if speed < 0.8:
         simple.append("strolls forward")
         prog.append("strolling forward")
-    return _track("walk", dofs, Phrase(simple, prog), flight=flight, speed=speed)
+    return _track("walk", dofs, Phrase(simple, prog), flight=flight, stance=stance, speed=speed)
 
 
 def run(rng: np.random.Generator, fps: float, seconds: float) -> ActionTrack:
     sprint = rng.uniform() < 0.5
     cadence = rng.uniform(1.35, 1.6) if sprint else rng.uniform(1.15, 1.35)
     T = int(seconds * fps)
-    dofs, flight = gait(T, fps, cadence, hip_amp=(30 if sprint else 24) * DEG, knee_swing=(105 if sprint else 90) * DEG,
+    dofs, flight, stance = gait(T, fps, cadence, hip_amp=(30 if sprint else 24) * DEG, knee_swing=(105 if sprint else 90) * DEG,
                         duty=0.42 if sprint else 0.47, arm_amp=35 * DEG, elbow=80 * DEG, lean=10 * DEG,
                         knee_stance=25 * DEG, start_phase=rng.uniform(0, 1))
     if sprint:
@@ -181,25 +198,25 @@ def run(rng: np.random.Generator, fps: float, seconds: float) -> ActionTrack:
     else:
         phrase = Phrase(["jogs forward", "jogs in a straight line", "runs forward at a slow pace", "jogs ahead"],
                         ["jogging forward", "jogging in a straight line", "running forward at a slow pace", "jogging ahead"])
-    return _track("run", dofs, phrase, flight=flight, sprint=sprint)
+    return _track("run", dofs, phrase, flight=flight, stance=stance, sprint=sprint)
 
 
 def walk_backwards(rng: np.random.Generator, fps: float, seconds: float) -> ActionTrack:
     speed = rng.uniform(0.6, 1.1)
     T = int(seconds * fps)
-    dofs, flight = gait(T, fps, 0.8 * speed ** 0.5, hip_amp=(13 + 6 * speed) * DEG, knee_swing=55 * DEG, duty=0.62,
+    dofs, flight, stance = gait(T, fps, 0.8 * speed ** 0.5, hip_amp=(13 + 6 * speed) * DEG, knee_swing=55 * DEG, duty=0.62,
                         backwards=True, arm_amp=10 * DEG, start_phase=rng.uniform(0, 1))
     word = _speed_word(speed * 1.2)
     phrase = Phrase([f"walks backwards{word}", f"steps backward{word}", f"moves backwards{word}", f"walks backward{word}"],
                     [f"walking backwards{word}", f"stepping backward{word}", f"moving backwards{word}", f"walking backward{word}"])
-    return _track("walk_backwards", dofs, phrase, flight=flight)
+    return _track("walk_backwards", dofs, phrase, flight=flight, stance=stance)
 
 
 def walk_curve(rng: np.random.Generator, fps: float, seconds: float) -> ActionTrack:
     """Walking while turning: a curve, or a full circle when it lasts long enough."""
     speed = rng.uniform(0.7, 1.3)
     T = int(seconds * fps)
-    dofs, flight = gait(T, fps, 0.9 * speed ** 0.5, hip_amp=(16 + 8 * speed) * DEG, knee_swing=55 * DEG, duty=0.6,
+    dofs, flight, stance = gait(T, fps, 0.9 * speed ** 0.5, hip_amp=(16 + 8 * speed) * DEG, knee_swing=55 * DEG, duty=0.6,
                         start_phase=rng.uniform(0, 1))
     circle = seconds >= 4.5 and rng.uniform() < 0.6
     total_turn = 2 * np.pi if circle else rng.uniform(0.4, 1.0) * np.pi
@@ -217,14 +234,14 @@ def walk_curve(rng: np.random.Generator, fps: float, seconds: float) -> ActionTr
                          f"walks while turning {side}", f"walks in an arc toward the {side}"],
                         [f"walking forward and curving to the {side}", f"walking along a curve to the {side}",
                          f"walking while turning {side}", f"walking in an arc toward the {side}"])
-    return _track("walk_circle" if circle else "walk_curve", dofs, phrase, yaw_rate=yaw_rate, flight=flight)
+    return _track("walk_circle" if circle else "walk_curve", dofs, phrase, yaw_rate=yaw_rate, flight=flight, stance=stance)
 
 
 def sidestep(rng: np.random.Generator, fps: float) -> ActionTrack:
     steps = int(rng.integers(2, 5))
     cadence = rng.uniform(0.8, 1.2)
     T = int(steps / cadence * fps)
-    amp = rng.uniform(14, 22) * DEG
+    amp = rng.uniform(10, 16) * DEG
     phase = np.mod(np.arange(T) / fps * cadence, 1.0)
     dofs = np.tile(pose_vector(), (T, 1))
     # Moving left: the left leg swings out while the right (stance) leg pushes; then the right
@@ -232,13 +249,16 @@ def sidestep(rng: np.random.Generator, fps: float) -> ActionTrack:
     first = phase < 0.5
     u = np.where(first, phase / 0.5, (phase - 0.5) / 0.5)
     ease = 0.5 - 0.5 * np.cos(np.pi * u)
-    lift = np.sin(np.pi * u)
+    lift = np.sin(np.pi * u) ** 0.5
     dofs[:, I["hip_abd_l"]] = amp * np.where(first, ease, 1 - ease)
     dofs[:, I["hip_abd_r"]] = amp * np.where(first, ease, 1 - ease)
-    dofs[:, I["knee_l"]] += np.where(first, 30 * DEG * lift, 0)
-    dofs[:, I["hip_flex_l"]] += np.where(first, 15 * DEG * lift, 0)
-    dofs[:, I["knee_r"]] += np.where(first, 0, 30 * DEG * lift)
-    dofs[:, I["hip_flex_r"]] += np.where(first, 0, 15 * DEG * lift)
+    dofs[:, I["knee_l"]] += np.where(first, 45 * DEG * lift, 0)
+    dofs[:, I["hip_flex_l"]] += np.where(first, 22 * DEG * lift, 0)
+    dofs[:, I["knee_r"]] += np.where(first, 0, 45 * DEG * lift)
+    dofs[:, I["hip_flex_r"]] += np.where(first, 0, 22 * DEG * lift)
+    dofs[:, I["ankle_l"]] += np.where(first, 33 * DEG * lift, 0)  # keep the lifted foot level
+    dofs[:, I["ankle_r"]] += np.where(first, 0, 33 * DEG * lift)
+    stance = np.stack([~first, first], -1).astype(np.float64)
     dofs[:, I["sh_abd_l"]] += 0.4 * dofs[:, I["hip_abd_l"]]
     dofs[:, I["sh_abd_r"]] += 0.4 * dofs[:, I["hip_abd_r"]]
     n = {2: "two", 3: "three", 4: "four"}[steps]
@@ -246,7 +266,7 @@ def sidestep(rng: np.random.Generator, fps: float) -> ActionTrack:
                      f"steps sideways to the left {n} times"],
                     [f"sidestepping to the left", f"taking {n} steps to the left", f"shuffling sideways to the left",
                      f"stepping sideways to the left {n} times"])
-    return _track("sidestep", dofs, phrase, steps=steps)
+    return _track("sidestep", dofs, phrase, stance=stance, steps=steps)
 
 
 def turn_in_place(rng: np.random.Generator, fps: float) -> ActionTrack:
@@ -255,11 +275,14 @@ def turn_in_place(rng: np.random.Generator, fps: float) -> ActionTrack:
     T = int(seconds * fps)
     phase = np.mod(np.arange(T) / fps * 1.4, 1.0)
     dofs = np.tile(pose_vector(), (T, 1))
-    for side, offset in (("l", 0.0), ("r", 0.5)):
+    stance = np.zeros((T, 2))
+    for k, (side, offset) in enumerate((("l", 0.0), ("r", 0.5))):
         p = np.mod(phase + offset, 1.0)
-        bump = np.where(p < 0.5, np.sin(2 * np.pi * p), 0.0)
+        bump = np.where(p < 0.5, np.sqrt(np.abs(np.sin(2 * np.pi * p))), 0.0)
         dofs[:, I[f"hip_flex_{side}"]] += 22 * DEG * bump
         dofs[:, I[f"knee_{side}"]] += 45 * DEG * bump
+        dofs[:, I[f"ankle_{side}"]] += 33 * DEG * bump
+        stance[:, k] = p >= 0.5
     envelope = np.sin(np.pi * (np.arange(T) + 0.5) / T) ** 2
     yaw_rate = envelope / envelope.sum() * np.deg2rad(angle_deg)
     words = {90: "ninety degrees", 180: "around", 360: "in a full circle"}[angle_deg]
@@ -267,7 +290,7 @@ def turn_in_place(rng: np.random.Generator, fps: float) -> ActionTrack:
               f"spins {words} to the left" if angle_deg == 360 else f"turns to the left, {words}"]
     prog = [f"turning {words} to the left", f"turning left in place", f"rotating {words} to the left on the spot",
             f"spinning {words} to the left" if angle_deg == 360 else f"turning to the left, {words}"]
-    return _track("turn", dofs, Phrase(simple, prog), yaw_rate=yaw_rate, angle=angle_deg)
+    return _track("turn", dofs, Phrase(simple, prog), yaw_rate=yaw_rate, stance=stance, angle=angle_deg)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +313,8 @@ def _jump_cycle(flight_s: float, forward_m: float, crouch: float, one_leg: str |
         land = dict(down, sh_flex_l=40 * DEG, sh_flex_r=40 * DEG)
     else:
         free = "r" if one_leg == "l" else "l"
-        lifted = {f"hip_flex_{free}": 35 * DEG, f"knee_{free}": 85 * DEG, "sh_abd_l": 25 * DEG, "sh_abd_r": 25 * DEG,
+        lifted = {f"hip_flex_{free}": 35 * DEG, f"knee_{free}": 85 * DEG, f"ankle_{free}": 40 * DEG,
+                  "sh_abd_l": 25 * DEG, "sh_abd_r": 25 * DEG,
                   "elbow_l": 40 * DEG, "elbow_r": 40 * DEG}
         down = dict(lifted, **{f"hip_flex_{one_leg}": 25 * DEG * crouch, f"knee_{one_leg}": 40 * DEG * crouch,
                                f"ankle_{one_leg}": 15 * DEG * crouch, "spine_flex": 10 * DEG})
@@ -321,7 +345,11 @@ def _jumps(family: str, rng: np.random.Generator, fps: float, repeats: int, flig
             flight[a + 1 : b] = True
             velocity[a + 1 : b, 0] = v
         now += duration
-    return _track(family, dofs, phrase, flight=flight, velocity=velocity, **attrs)
+    stance = None
+    if one_leg is not None:
+        stance = np.tile([1.0, 0.0] if one_leg == "l" else [0.0, 1.0], (T, 1))
+        stance[flight] = 0.0
+    return _track(family, dofs, phrase, flight=flight, velocity=velocity, stance=stance, **attrs)
 
 
 def jump_in_place(rng: np.random.Generator, fps: float) -> ActionTrack:
@@ -488,12 +516,11 @@ def punch(rng: np.random.Generator, fps: float) -> ActionTrack:
 
 def throw(rng: np.random.Generator, fps: float) -> ActionTrack:
     cock = {"sh_abd_r": 95 * DEG, "sh_twist_r": -85 * DEG, "elbow_r": 95 * DEG, "sh_horiz_r": -25 * DEG,
-            "spine_twist": 30 * DEG, "spine_flex": -8 * DEG, "sh_flex_l": 60 * DEG, "hip_flex_l": 25 * DEG,
-            "knee_r": 15 * DEG}
+            "spine_twist": 30 * DEG, "spine_flex": -8 * DEG, "sh_flex_l": 60 * DEG}
     release = {"sh_abd_r": 120 * DEG, "sh_twist_r": -40 * DEG, "elbow_r": 20 * DEG, "sh_horiz_r": 50 * DEG,
-               "spine_twist": -25 * DEG, "spine_flex": 20 * DEG, "sh_flex_l": 10 * DEG, "knee_l": 15 * DEG}
+               "spine_twist": -25 * DEG, "spine_flex": 20 * DEG, "sh_flex_l": 10 * DEG}
     follow = {"sh_abd_r": 40 * DEG, "sh_horiz_r": 70 * DEG, "elbow_r": 30 * DEG, "spine_twist": -30 * DEG,
-              "spine_flex": 25 * DEG, "knee_l": 18 * DEG}
+              "spine_flex": 25 * DEG}
     dofs = keyframes(_sequence([(0.7, cock), (0.3, cock), (0.22, release), (0.3, follow), (0.8, {})]), fps)
     phrase = Phrase(["throws something with the right hand", "throws a ball overhand with the right arm",
                      "winds up and throws with the right hand", "makes a throwing motion with the right arm"],
@@ -579,36 +606,47 @@ def kneel(rng: np.random.Generator, fps: float) -> ActionTrack:
                         ["kneeling down on both knees", "getting down on both knees and standing up",
                          "kneeling on the ground", "dropping to both knees, then rising"])
     else:
-        half = {"hip_flex_l": 60 * DEG, "knee_l": 70 * DEG, "hip_flex_r": -10 * DEG, "knee_r": 60 * DEG,
-                "spine_flex": 10 * DEG}
+        # The kneeling leg folds at once so its foot leaves the floor instead of sliding back.
+        half = {"hip_flex_l": 50 * DEG, "knee_l": 60 * DEG, "hip_flex_r": -10 * DEG, "knee_r": 90 * DEG,
+                "ankle_r": 20 * DEG, "spine_flex": 10 * DEG}
         kneeling = {"hip_flex_l": 85 * DEG, "knee_l": 88 * DEG, "ankle_l": 3 * DEG, "hip_flex_r": -5 * DEG,
                     "knee_r": 95 * DEG, "ankle_r": -40 * DEG, "spine_flex": 5 * DEG, "elbow_l": 30 * DEG, "sh_flex_l": 20 * DEG}
         phrase = Phrase(["kneels down on the right knee", "goes down on one knee, the right one, and gets back up",
                          "kneels on one knee", "drops to the right knee and stands up again"],
                         ["kneeling down on the right knee", "going down on one knee, the right one, and getting back up",
                          "kneeling on one knee", "dropping to the right knee and standing up again"])
-    dofs = keyframes(_sequence([(0.8, half), (0.6, kneeling), (rng.uniform(0.6, 1.6), kneeling), (0.7, half), (0.8, {})]), fps)
-    track = _track("kneel", dofs, phrase, both=both)
+    if both:
+        steps = [(0.8, half), (0.6, kneeling), (rng.uniform(0.6, 1.6), kneeling), (0.7, half), (0.8, {})]
+    else:
+        # Lift the kneeling leg's foot first, then lower the body on the standing leg.
+        lifted = {"hip_flex_r": 35 * DEG, "knee_r": 70 * DEG, "ankle_r": 10 * DEG}  # hip:knee 1:2 lifts the foot straight up
+        steps = [(0.35, lifted), (0.6, half), (0.6, kneeling), (rng.uniform(0.6, 1.6), kneeling), (0.7, half),
+                 (0.45, lifted), (0.35, {})]
+    dofs = keyframes(_sequence(steps), fps)
+    stance = None if both else np.tile([1.0, 0.0], (len(dofs), 1))
+    track = _track("kneel", dofs, phrase, stance=stance, both=both)
     return track.mirrored() if (not both and rng.uniform() < 0.5) else track
 
 
 def kick(rng: np.random.Generator, fps: float) -> ActionTrack:
     count = int(rng.integers(1, 3))
     height = rng.uniform(0.7, 1.1)
-    wind = {"hip_flex_r": -15 * DEG, "knee_r": 70 * DEG, "sh_abd_l": 35 * DEG, "sh_abd_r": 35 * DEG,
-            "knee_l": 10 * DEG, "elbow_l": 40 * DEG, "elbow_r": 40 * DEG}
+    # A front kick: chamber the knee up in front, snap the shin out, re-chamber, put the foot down.
+    chamber = {"hip_flex_r": 55 * DEG * height, "knee_r": 100 * DEG, "ankle_r": 20 * DEG, "sh_abd_l": 35 * DEG,
+               "sh_abd_r": 35 * DEG, "knee_l": 10 * DEG, "elbow_l": 40 * DEG, "elbow_r": 40 * DEG}
     strike = {"hip_flex_r": 80 * DEG * height, "knee_r": 8 * DEG, "ankle_r": -25 * DEG, "spine_flex": -12 * DEG,
               "sh_abd_l": 40 * DEG, "sh_abd_r": 40 * DEG, "sh_flex_l": 30 * DEG, "knee_l": 12 * DEG}
-    retract = {"hip_flex_r": 45 * DEG, "knee_r": 80 * DEG, "sh_abd_l": 30 * DEG, "sh_abd_r": 30 * DEG, "knee_l": 10 * DEG}
     steps = []
     for _ in range(count):
-        steps += [(0.45, wind), (0.2, strike), (0.3, retract), (0.45, {})]
+        steps += [(0.4, chamber), (0.18, strike), (0.25, chamber), (0.45, {})]
     c = _count_word(count)
     phrase = Phrase([f"kicks with the right leg {c}", f"kicks forward with the right foot", f"does a front kick {c} with the right leg",
                      "kicks the right leg high"],
                     [f"kicking with the right leg {c}", f"kicking forward with the right foot",
                      f"doing a front kick {c} with the right leg", "kicking the right leg high"])
-    track = _track("kick", keyframes(_sequence(steps), fps), phrase, count=count)
+    dofs = keyframes(_sequence(steps), fps)
+    stance = np.tile([1.0, 0.0], (len(dofs), 1))  # the left foot carries the body throughout
+    track = _track("kick", dofs, phrase, stance=stance, count=count)
     return track.mirrored() if rng.uniform() < 0.5 else track
 
 

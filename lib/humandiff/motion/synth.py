@@ -18,7 +18,7 @@ from .actions import FAMILIES, ActionTrack, sample_action
 from .captions import make_captions
 from humandiff.geometry.rotations import matrix_to_axis_angle_np
 
-from .poses import dofs_to_smpl_rotations
+from .poses import DOF_INDEX, dofs_to_smpl_rotations
 
 GRAVITY = 9.81
 #: SMPL joints that can carry the body: ankles, feet (balls), knees, wrists, hands.
@@ -93,20 +93,46 @@ def plan_actions(rng: np.random.Generator, options: SynthOptions) -> list[Action
     raise RuntimeError("could not fit actions into the clip length bounds; widen min_frames/max_frames")
 
 
+def _transition_stance(before: ActionTrack, after: ActionTrack) -> int | None:
+    """Which foot (0 left, 1 right) stays planted while the body moves from one action to the next."""
+    for row in (before.stance[-1], after.stance[0]):
+        if np.isfinite(row).all() and row.any():
+            if row.all():  # double support: keep the foot the next action also stands on
+                nxt = after.stance[0]
+                return int(np.argmax(nxt)) if np.isfinite(nxt).all() and nxt.sum() == 1 else 0
+            return int(np.argmax(row))
+    return None
+
+
 def join_actions(tracks: list[ActionTrack], transition_frames: int) -> dict[str, np.ndarray]:
     """Concatenate action tracks with eased transitions: dofs (T, D), yaw_rate (T,), flight (T,),
-    flight_velocity (T, 2)."""
-    parts: dict[str, list[np.ndarray]] = {"dofs": [], "yaw_rate": [], "flight": [], "flight_velocity": []}
+    flight_velocity (T, 2), stance (T, 2).
+
+    Where a gait meets another action, the transition is a step: one foot stays planted and the
+    other lifts (knee, hip and ankle bump) while the pose changes, instead of sliding across.
+    """
+    parts: dict[str, list[np.ndarray]] = {"dofs": [], "yaw_rate": [], "flight": [], "flight_velocity": [], "stance": []}
     for k, track in enumerate(tracks):
         if k > 0:
-            parts["dofs"].append(_blend(tracks[k - 1].dofs[-1], track.dofs[0], transition_frames))
+            blend = _blend(tracks[k - 1].dofs[-1], track.dofs[0], transition_frames)
+            stance = np.full((transition_frames, 2), np.nan)
+            planted = _transition_stance(tracks[k - 1], track)
+            if planted is not None:
+                free = "r" if planted == 0 else "l"
+                lift = np.sin(np.pi * (np.arange(1, transition_frames + 1) / (transition_frames + 1)))
+                for name, amount in (("knee", 40.0), ("hip_flex", 20.0), ("ankle", 30.0)):
+                    blend[:, DOF_INDEX[f"{name}_{free}"]] += np.deg2rad(amount) * lift
+                stance[:] = np.eye(2)[planted]
+            parts["dofs"].append(blend)
             parts["yaw_rate"].append(np.zeros(transition_frames))
             parts["flight"].append(np.zeros(transition_frames, dtype=bool))
             parts["flight_velocity"].append(np.full((transition_frames, 2), np.nan))
+            parts["stance"].append(stance)
         parts["dofs"].append(track.dofs)
         parts["yaw_rate"].append(track.yaw_rate)
         parts["flight"].append(track.flight)
         parts["flight_velocity"].append(track.flight_velocity)
+        parts["stance"].append(track.stance)
     return {key: np.concatenate(value, axis=0) for key, value in parts.items()}
 
 
@@ -131,7 +157,7 @@ def contact_pads(rest_joints: np.ndarray, rest_vertices: np.ndarray) -> np.ndarr
 
 
 def plant_root(local_joints: np.ndarray, pads: np.ndarray, heading: np.ndarray, flight: np.ndarray,
-               flight_velocity: np.ndarray, fps: float) -> np.ndarray:
+               flight_velocity: np.ndarray, fps: float, stance: np.ndarray | None = None) -> np.ndarray:
     """Root translation (T, 3) that keeps bearing contact points still and the body on the floor.
 
     Args:
@@ -141,6 +167,8 @@ def plant_root(local_joints: np.ndarray, pads: np.ndarray, heading: np.ndarray, 
         flight: (T,) True on airborne frames.
         flight_velocity: (T, 2) body-frame (forward, left) velocity in m/s on airborne frames,
             NaN to keep the velocity the body had when it left the floor.
+        stance: (T, 2) weight borne by the (left, right) foot where a gait knows it, NaN elsewhere
+            (there the lowest contact points bear the weight).
     """
     T = local_joints.shape[0]
     points = local_joints[:, CONTACT_JOINTS]  # (T, C, 3)
@@ -148,6 +176,16 @@ def plant_root(local_joints: np.ndarray, pads: np.ndarray, heading: np.ndarray, 
     lowest = height.min(axis=1)
     above = height - lowest[:, None]
     weight = np.exp(-above / _CONTACT_SOFTNESS) * (above < _CONTACT_BAND)
+    if stance is not None:
+        known = np.isfinite(stance).all(axis=1)
+        scheduled = np.zeros_like(weight)
+        for side, joints in enumerate(((7, 10), (8, 11))):
+            cols = [CONTACT_JOINTS.index(j) for j in joints]
+            # Within a foot, whichever of heel (ankle) and ball is lower carries the weight.
+            rel = height[:, cols] - height[:, cols].min(axis=1, keepdims=True)
+            share = np.exp(-rel / _CONTACT_SOFTNESS)
+            scheduled[:, cols] = np.nan_to_num(stance[:, side : side + 1]) * share / share.sum(axis=1, keepdims=True)
+        weight = np.where(known[:, None], scheduled, weight)
     pair = np.minimum(weight[1:], weight[:-1])
     airborne = flight[1:] | flight[:-1]
     pair[airborne] = 0.0
@@ -203,7 +241,7 @@ class SynthGenerator:
             self.body,
             global_orient=aa[:, 0],
             body_pose=aa[:, 1:].reshape(T, 69),
-            betas=torch.as_tensor(betas, dtype=torch.float32).expand(T, -1),
+            betas=torch.as_tensor(betas, dtype=torch.float32)[None],
             transl=torch.zeros(T, 3),
         )
         return joints.numpy().astype(np.float64)
@@ -225,12 +263,11 @@ class SynthGenerator:
         heading = rng.uniform(-np.pi, np.pi) + np.concatenate([[0.0], np.cumsum(joined["yaw_rate"][:-1])])
         rotations = dofs_to_smpl_rotations(joined["dofs"], heading)  # (T, 24, 3, 3)
         rotations_aa = matrix_to_axis_angle_np(rotations)  # (T, 24, 3)
-        num_betas = int(self.body.betas.shape[-1]) if hasattr(self.body, "betas") else 10
-        betas = np.clip(rng.normal(0.0, o.shape_std, size=num_betas), -2.5, 2.5)
+        betas = np.clip(rng.normal(0.0, o.shape_std, size=int(self.body.num_betas)), -2.5, 2.5)
         local = self._pose(rotations_aa, betas)
         rest_joints, rest_vertices = self._rest(betas)
         root = plant_root(local, contact_pads(rest_joints, rest_vertices), heading, joined["flight"],
-                          joined["flight_velocity"], o.fps)
+                          joined["flight_velocity"], o.fps, joined["stance"])
         captions = make_captions([t.phrase.simple for t in tracks], [t.phrase.progressive for t in tracks], rng,
                                  o.captions_per_clip)
         return SynthClip(

@@ -1,0 +1,1 @@
+"""Geometry shared by the whole project: rotation representations and their conversions."""
