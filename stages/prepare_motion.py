@@ -8,6 +8,8 @@ and every clip is checked by a round trip through the differentiable ``recover_f
 
 from __future__ import annotations
 
+import multiprocessing
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Iterator
 
@@ -24,6 +26,7 @@ from humandiff.motion.hml3d import (
     evaluator_mean_std,
     feature_mean_std,
     joints_to_features,
+    joints_to_features_batch,
     mirror_joints,
     offsets_from_rest_joints,
     recover_from_ric,
@@ -32,6 +35,28 @@ from humandiff.motion.metrics import foot_skating_ratio
 from humandiff.stage import positive, run_stage, stage_params
 
 SECTION = "prepare_motion"
+_CHUNK = 64
+
+
+def process_chunk(task: tuple[list[str], list[np.ndarray], np.ndarray, float]) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Features, canonical joints and round-trip error (m) of a chunk of clips (runs in a worker)."""
+    clip_ids, joints, reference, threshold = task
+    torch.set_num_threads(1)
+    try:
+        results = joints_to_features_batch(joints, reference, threshold)
+    except ArtifactError:
+        for clip_id, clip in zip(clip_ids, joints):  # find the culprit to name it
+            try:
+                joints_to_features(clip, reference, threshold)
+            except ArtifactError as exc:
+                raise ArtifactError(f"clip {clip_id}: {exc}") from None
+        raise
+    out = []
+    for features, canonical in results:
+        with torch.no_grad():
+            recovered = recover_from_ric(torch.from_numpy(features).double()).numpy()
+        out.append((features, canonical, float(np.abs(recovered - canonical[:-1]).max())))
+    return out
 
 
 def synthetic_clips(raw_dir: Path, p: dict) -> Iterator[dict]:
@@ -77,8 +102,8 @@ def humanml3d_clips(root: str) -> Iterator[dict]:
 def main(params_file: str, raw_dir: str, out_dir: str, metrics_file: str) -> None:
     p = stage_params(params_file, SECTION, {"source": str, "humanml3d_root": (str, type(None)), "mirror": bool,
                                             "split_seed": int, "val_fraction": float, "test_fraction": float,
-                                            "contact_threshold": float})
-    positive(params_file, SECTION, p, "contact_threshold")
+                                            "contact_threshold": float, "workers": int})
+    positive(params_file, SECTION, p, "contact_threshold", "workers")
     if not (0 <= p["val_fraction"] < 1 and 0 < p["test_fraction"] < 1 and p["val_fraction"] + p["test_fraction"] < 1):
         raise ValueError(f"{params_file}: '{SECTION}.val_fraction' + '{SECTION}.test_fraction' must lie in (0, 1)")
     body_path = stage_params(params_file, "body", {"model_path": str})["model_path"]
@@ -93,16 +118,22 @@ def main(params_file: str, raw_dir: str, out_dir: str, metrics_file: str) -> Non
     else:
         raise ValueError(f"{params_file}: unknown '{SECTION}.source' {p['source']!r} (synthetic | humanml3d)")
 
+    clips = list(clips)
+    tasks = [([c["clip_id"] for c in clips[i : i + _CHUNK]], [c["joints"] for c in clips[i : i + _CHUNK]], reference,
+              p["contact_threshold"]) for i in range(0, len(clips), _CHUNK)]
+    progress = tqdm(total=len(clips), desc="prepare_motion", unit="clip", mininterval=2.0)
+    processed = []
+    # Chunks are independent and imap keeps their order, so the output is the same for any worker count.
+    with multiprocessing.get_context("fork").Pool(p["workers"]) if p["workers"] > 1 else nullcontext() as pool:
+        for chunk in (pool.imap(process_chunk, tasks) if pool else map(process_chunk, tasks)):
+            processed.extend(chunk)
+            progress.update(len(chunk))
+    progress.close()
+
     rows, features, canonical = [], [], []
     worst_error, skating = 0.0, []
-    for clip in tqdm(clips, desc="prepare_motion", unit="clip", mininterval=2.0):
-        try:
-            feats, joints = joints_to_features(clip["joints"], reference, p["contact_threshold"])
-        except ArtifactError as exc:
-            raise ArtifactError(f"clip {clip['clip_id']}: {exc}") from None
-        with torch.no_grad():
-            recovered = recover_from_ric(torch.from_numpy(feats).double()).numpy()
-        worst_error = max(worst_error, float(np.abs(recovered - joints[:-1]).max()))
+    for clip, (feats, joints, error) in zip(clips, processed):
+        worst_error = max(worst_error, error)
         if not clip["mirror"]:
             skating.append(foot_skating_ratio(joints))
         features.append(feats)

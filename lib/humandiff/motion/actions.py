@@ -204,7 +204,7 @@ def run(rng: np.random.Generator, fps: float, seconds: float) -> ActionTrack:
 def walk_backwards(rng: np.random.Generator, fps: float, seconds: float) -> ActionTrack:
     speed = rng.uniform(0.6, 1.1)
     T = int(seconds * fps)
-    dofs, flight, stance = gait(T, fps, 0.8 * speed ** 0.5, hip_amp=(13 + 6 * speed) * DEG, knee_swing=55 * DEG, duty=0.62,
+    dofs, flight, stance = gait(T, fps, 0.8 * speed ** 0.5, hip_amp=(13 + 6 * speed) * DEG, knee_swing=72 * DEG, duty=0.62,
                         backwards=True, arm_amp=10 * DEG, start_phase=rng.uniform(0, 1))
     word = _speed_word(speed * 1.2)
     phrase = Phrase([f"walks backwards{word}", f"steps backward{word}", f"moves backwards{word}", f"walks backward{word}"],
@@ -279,9 +279,9 @@ def turn_in_place(rng: np.random.Generator, fps: float) -> ActionTrack:
     for k, (side, offset) in enumerate((("l", 0.0), ("r", 0.5))):
         p = np.mod(phase + offset, 1.0)
         bump = np.where(p < 0.5, np.sqrt(np.abs(np.sin(2 * np.pi * p))), 0.0)
-        dofs[:, I[f"hip_flex_{side}"]] += 22 * DEG * bump
-        dofs[:, I[f"knee_{side}"]] += 45 * DEG * bump
-        dofs[:, I[f"ankle_{side}"]] += 33 * DEG * bump
+        dofs[:, I[f"hip_flex_{side}"]] += 30 * DEG * bump
+        dofs[:, I[f"knee_{side}"]] += 60 * DEG * bump
+        dofs[:, I[f"ankle_{side}"]] += 40 * DEG * bump
         stance[:, k] = p >= 0.5
     envelope = np.sin(np.pi * (np.arange(T) + 0.5) / T) ** 2
     yaw_rate = envelope / envelope.sum() * np.deg2rad(angle_deg)
@@ -313,7 +313,7 @@ def _jump_cycle(flight_s: float, forward_m: float, crouch: float, one_leg: str |
         land = dict(down, sh_flex_l=40 * DEG, sh_flex_r=40 * DEG)
     else:
         free = "r" if one_leg == "l" else "l"
-        lifted = {f"hip_flex_{free}": 35 * DEG, f"knee_{free}": 85 * DEG, f"ankle_{free}": 40 * DEG,
+        lifted = {f"hip_flex_{free}": 45 * DEG, f"knee_{free}": 90 * DEG, f"ankle_{free}": 40 * DEG,
                   "sh_abd_l": 25 * DEG, "sh_abd_r": 25 * DEG,
                   "elbow_l": 40 * DEG, "elbow_r": 40 * DEG}
         down = dict(lifted, **{f"hip_flex_{one_leg}": 25 * DEG * crouch, f"knee_{one_leg}": 40 * DEG * crouch,
@@ -393,8 +393,8 @@ def hop_one_leg(rng: np.random.Generator, fps: float) -> ActionTrack:
 def crawl(rng: np.random.Generator, fps: float, seconds: float) -> ActionTrack:
     T = int(seconds * fps)
     cadence = rng.uniform(0.5, 0.8)
-    base = pose_vector({"root_pitch": 78 * DEG, "hip_flex_l": 88 * DEG, "hip_flex_r": 88 * DEG, "knee_l": 112 * DEG,
-                        "knee_r": 112 * DEG, "ankle_l": -30 * DEG, "ankle_r": -30 * DEG, "sh_flex_l": 80 * DEG,
+    base = pose_vector({"root_pitch": 78 * DEG, "hip_flex_l": 88 * DEG, "hip_flex_r": 88 * DEG, "knee_l": 128 * DEG,
+                        "knee_r": 128 * DEG, "ankle_l": -30 * DEG, "ankle_r": -30 * DEG, "sh_flex_l": 80 * DEG,
                         "sh_flex_r": 80 * DEG, "sh_abd_l": 4 * DEG, "sh_abd_r": 4 * DEG, "elbow_l": 5 * DEG,
                         "elbow_r": 5 * DEG, "neck_flex": -35 * DEG, "head_flex": -15 * DEG}, base=None)
     dofs = np.tile(base, (T, 1))

@@ -1,0 +1,109 @@
+"""Stage train_evaluator: the text-to-motion evaluator (Guo et al.'s matching model) used for every metric.
+
+Trains on the train split, keeps the epoch with the best val R-precision top-3, and writes the
+model, its val metrics, and its loss curve (CSV for ``dvc plots`` and a PNG).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from humandiff.data.motion_dataset import load_mean_std, load_motion_split
+from humandiff.eval.report import line_plot, write_curves_csv, write_png
+from humandiff.eval.t2m import R_PRECISION_BATCH
+from humandiff.io import save_json
+from humandiff.models.evaluator import (
+    CaptionedClips,
+    EvaluatorConfig,
+    EvaluatorTraining,
+    MatchingEvaluator,
+    save_evaluator,
+    train_evaluator,
+)
+from humandiff.stage import positive, run_stage, stage_params
+
+SECTION = "train_evaluator"
+PARAMS = {"seed": int, "threads": int, "epochs": int, "batch_size": int, "lr": float, "loss": str, "margin": float,
+          "temperature": float, "max_tokens": int, "conv_channels": int, "motion_hidden": int, "text_hidden": int,
+          "embed_dim": int, "dropout": float, "val_replications": int}
+
+
+def finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: not measured -> null."""
+    return float(value) if np.isfinite(value) else None
+
+
+def captioned(split, table) -> CaptionedClips:
+    """The split's clips with their captions as token-table rows."""
+    clips = [split.clip(k) for k in range(len(split))]
+    return CaptionedClips(clips, [table.rows(split.captions(k)) for k in range(len(split))])
+
+
+@click.command()
+@click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path())
+@click.option("--index", "index_file", default="data/motion/hml/index.parquet", show_default=True, type=click.Path())
+@click.option("--features", "features_file", default="data/motion/hml/features.npz", show_default=True, type=click.Path())
+@click.option("--mean-std", "mean_std_file", default="data/motion/hml/mean_std.npz", show_default=True, type=click.Path())
+@click.option("--out", "out_file", default="data/models/evaluator.pt", show_default=True, type=click.Path())
+@click.option("--metrics", "metrics_file", default="reports/metrics/evaluator.json", show_default=True, type=click.Path())
+@click.option("--plots-dir", default="reports/plots", show_default=True, type=click.Path())
+@run_stage
+def main(params_file: str, index_file: str, features_file: str, mean_std_file: str, out_file: str,
+         metrics_file: str, plots_dir: str) -> None:
+    p = stage_params(params_file, SECTION, PARAMS)
+    positive(params_file, SECTION, p, "threads", "epochs", "batch_size", "lr", "margin", "temperature", "max_tokens",
+             "conv_channels", "motion_hidden", "text_hidden", "embed_dim", "val_replications")
+    torch.set_num_threads(p["threads"])
+    config = EvaluatorConfig(conv_channels=p["conv_channels"], motion_hidden=p["motion_hidden"],
+                             text_hidden=p["text_hidden"], embed_dim=p["embed_dim"], dropout=p["dropout"],
+                             max_tokens=p["max_tokens"])
+    options = EvaluatorTraining(epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], loss=p["loss"],
+                                margin=p["margin"], temperature=p["temperature"], seed=p["seed"],
+                                val_replications=p["val_replications"])
+    train_split = load_motion_split(index_file, features_file, None, "train")
+    val_split = load_motion_split(index_file, features_file, None, "val")
+    eval_mean, eval_std = load_mean_std(mean_std_file, "eval")
+
+    from humandiff.text.tokens import minilm_token_table
+
+    captions = [c for split in (train_split, val_split) for k in range(len(split)) for c in split.captions(k)]
+    table = minilm_token_table(captions, config.max_tokens)
+    train, val = captioned(train_split, table), captioned(val_split, table)
+
+    torch.manual_seed(p["seed"])
+    model = MatchingEvaluator(config, eval_mean, eval_std)
+    started = time.perf_counter()
+    history = train_evaluator(model, train, val, table, options, progress=True)
+    seconds = time.perf_counter() - started
+    save_evaluator(out_file, model)
+
+    best = history.best_epoch - 1
+    plots = Path(plots_dir)
+    write_curves_csv(plots / "evaluator_loss.csv", {"train_loss": history.train_loss, "val_loss": history.val_loss})
+    write_png(plots / "evaluator_loss.png", line_plot({"train loss": history.train_loss, "val loss": history.val_loss},
+                                                      f"evaluator {options.loss} loss"))
+    save_json(metrics_file, {
+        "loss": options.loss,
+        "best_epoch": history.best_epoch,
+        "epochs": options.epochs,
+        "val_loss": history.val_loss[best],
+        # R-precision needs >= 32 val clips (null below).
+        **{f"val_{name}": finite_or_none(getattr(history, f"val_{name}")[best]) for name in ("top1", "top2", "top3", "mm_dist")},
+        "chance_top3": 3 / R_PRECISION_BATCH,
+        "train_clips": len(train),
+        "val_clips": len(val),
+        "parameters": int(sum(t.numel() for t in model.parameters())),
+        "vocabulary": int(len(table.vectors) - 1),
+        "train_seconds": round(seconds, 1),
+    })
+    click.echo(f"evaluator: best epoch {history.best_epoch} (val loss {history.val_loss[best]:.4f}), val top-3 "
+               f"{history.val_top3[best]:.3f} (chance {3 / R_PRECISION_BATCH:.3f}), MM-Dist {history.val_mm_dist[best]:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Stage train_mdm: train the MDM-style text-to-motion diffusion prior.
+
+Reads the prepared motion features, mean/std and caption embeddings; trains on the train split
+with the generic loop (resumable from ``--checkpoint``, DDP under torchrun, EMA); writes the EMA
+weights and the model config, the loss curve (a DVC plot) and a metrics JSON with the wall time
+and a held-out denoising loss of the EMA model on the val split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from functools import partial
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from humandiff.data import MotionTextDataset, collate_motion, load_mean_std, load_motion_split
+from humandiff.io import save_json
+from humandiff.models.mdm import (
+    GeometryWeights,
+    MDMConfig,
+    MotionDiffusionModel,
+    count_parameters,
+    denoising_loss,
+    save_mdm,
+    training_loss,
+)
+from humandiff.stage import positive, run_stage, stage_params
+from humandiff.train import LoopConfig, init_distributed, shutdown_distributed, train, write_loss_curve
+
+SECTION = "train_mdm"
+PARAMS = {
+    "seed": int, "threads": int,
+    "latent_dim": int, "num_layers": int, "num_heads": int, "ff_dim": int, "dropout": float,
+    "diffusion_steps": int, "schedule": str, "cond_drop": float,
+    "max_frames": int, "steps": int, "batch_size": int, "lr": float, "weight_decay": float,
+    "warmup_steps": int, "lr_decay": str, "grad_clip": float, "ema_decay": float, "bf16": bool,
+    "length_buckets": int, "checkpoint_every": int,
+    "lambda_joints": float, "lambda_velocity": float, "lambda_foot": float,
+}
+#: Timesteps at which the held-out loss is measured (fractions of T).
+VAL_LEVELS = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file (part of the resume fingerprint: new data must not resume an old run)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@torch.no_grad()
+def held_out_loss(model: MotionDiffusionModel, dataset: MotionTextDataset, config: MDMConfig, seed: int,
+                  batch_size: int = 64) -> float:
+    """Mean masked x0 MSE of ``model`` on every item of ``dataset`` at the VAL_LEVELS timesteps (fixed noise)."""
+    schedule = config.noise_schedule()
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    total, count = 0.0, 0
+    for start in range(0, len(dataset), batch_size):
+        batch = collate_motion([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        for level in VAL_LEVELS:
+            t = torch.full((batch["motion"].shape[0],), int(level * (config.diffusion_steps - 1)))
+            noise = torch.randn(batch["motion"].shape, generator=generator)
+            loss, _ = denoising_loss(model, schedule, batch["motion"], t, noise, text_emb=batch["text_emb"], mask=batch["mask"])
+            total += float(loss.sum())
+            count += loss.shape[0]
+    return total / max(count, 1)
+
+
+@click.command()
+@click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path())
+@click.option("--hml-dir", default="data/motion/hml", show_default=True, type=click.Path())
+@click.option("--embeddings", "embeddings_file", default="data/motion/text/embeddings.parquet", show_default=True, type=click.Path())
+@click.option("--out-dir", default="data/mdm", show_default=True, type=click.Path())
+@click.option("--checkpoint", "checkpoint_file", default="data/mdm/train_checkpoint.pt", show_default=True, type=click.Path())
+@click.option("--plot", "plot_file", default="reports/plots/mdm_loss.csv", show_default=True, type=click.Path())
+@click.option("--metrics", "metrics_file", default="reports/metrics/train_mdm.json", show_default=True, type=click.Path())
+@click.option("--stop-at", default=None, type=int, help="Stop at this step after checkpointing (a later run resumes).")
+@run_stage
+def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, checkpoint_file: str, plot_file: str,
+         metrics_file: str, stop_at: int | None) -> None:
+    p = stage_params(params_file, SECTION, PARAMS)
+    positive(params_file, SECTION, p, "threads", "steps", "batch_size", "lr", "max_frames", "checkpoint_every")
+    for key in ("lambda_joints", "lambda_velocity", "lambda_foot", "weight_decay", "grad_clip", "warmup_steps", "length_buckets"):
+        if p[key] < 0:
+            raise ValueError(f"{params_file}: parameter '{SECTION}.{key}' must be >= 0, got {p[key]!r}")
+    if p["max_frames"] < 4:
+        raise ValueError(f"{params_file}: parameter '{SECTION}.max_frames' must be >= 4, got {p['max_frames']}")
+    config = MDMConfig(latent_dim=p["latent_dim"], num_layers=p["num_layers"], num_heads=p["num_heads"], ff_dim=p["ff_dim"],
+                       dropout=p["dropout"], diffusion_steps=p["diffusion_steps"], schedule=p["schedule"], cond_drop=p["cond_drop"])
+    loop = LoopConfig(steps=p["steps"], batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"],
+                      warmup_steps=p["warmup_steps"], lr_decay=p["lr_decay"], grad_clip=p["grad_clip"],
+                      ema_decay=p["ema_decay"], checkpoint_every=p["checkpoint_every"], seed=p["seed"], bf16=p["bf16"],
+                      length_buckets=p["length_buckets"])
+    torch.set_num_threads(p["threads"])
+    info = init_distributed()
+
+    hml = Path(hml_dir)
+    inputs = [hml / "index.parquet", hml / "features.npz", hml / "mean_std.npz", Path(embeddings_file)]
+    train_split = load_motion_split(inputs[0], inputs[1], inputs[3], "train")
+    mean, std = load_mean_std(inputs[2])
+    dataset = MotionTextDataset(train_split, mean, std, max_frames=p["max_frames"], seed=p["seed"])
+    fingerprint = {"params": p, "model": config.to_dict(), "data": [file_digest(f) for f in inputs]}
+
+    torch.manual_seed(p["seed"])  # the initial weights
+    model = MotionDiffusionModel(config)
+    geometry = GeometryWeights(torch.from_numpy(mean), torch.from_numpy(std), p["lambda_joints"], p["lambda_velocity"], p["lambda_foot"])
+    loss_fn = partial(training_loss, schedule=config.noise_schedule(), cond_drop=config.cond_drop, geometry=geometry)
+    started = time.perf_counter()
+    result = train(model, dataset, collate_motion, loss_fn, loop, checkpoint_file=checkpoint_file, fingerprint=fingerprint,
+                   lengths=dataset.crop_lengths(), stop_at=stop_at, desc=SECTION)
+    if not info.is_main or result.step < loop.steps:
+        shutdown_distributed()
+        return
+
+    out = Path(out_dir)
+    save_mdm(out / "model.pt", out / "config.json", result.ema.state_dict(), config)
+    write_loss_curve(plot_file, result.history)
+    val_split = load_motion_split(inputs[0], inputs[1], inputs[3], "val")
+    val_set = MotionTextDataset(val_split, mean, std, max_frames=p["max_frames"], random=False)
+    tail = result.history[-max(1, len(result.history) // 10):]
+    save_json(metrics_file, {
+        "parameters": count_parameters(model),
+        "steps": result.step,
+        "resumed_from": result.resumed_from,
+        "ranks": info.world_size,
+        "train_clips": len(train_split),
+        "epochs": round(result.step * loop.batch_size / len(train_split), 2),
+        "final_loss": float(np.mean([row["loss"] for row in tail])),
+        "val_loss_ema": held_out_loss(result.ema, val_set, config, p["seed"]),
+        "val_loss_raw": held_out_loss(result.model, val_set, config, p["seed"]),
+        "train_seconds": round(result.total_seconds, 1),
+        "train_seconds_this_run": round(result.wall_seconds, 1),
+        "seconds_per_step": round(result.wall_seconds / max(result.steps_run, 1), 4),
+        "stage_seconds": round(time.perf_counter() - started, 1),
+    })
+    shutdown_distributed()
+
+
+if __name__ == "__main__":
+    main()
