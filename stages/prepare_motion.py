@@ -8,55 +8,22 @@ and every clip is checked by a round trip through the differentiable ``recover_f
 
 from __future__ import annotations
 
-import multiprocessing
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Iterator
 
 import click
 import numpy as np
 import pandas as pd
-import torch
-from tqdm import tqdm
 
 from humandiff.body.model import load_body_model, rest_joints
 from humandiff.io import ArtifactError, concat_ragged, load_npz, load_parquet, save_json, save_npz, save_parquet, split_ragged
 from humandiff.motion.captions import mirror_text
-from humandiff.motion.hml3d import (
-    evaluator_mean_std,
-    feature_mean_std,
-    joints_to_features,
-    joints_to_features_batch,
-    mirror_joints,
-    offsets_from_rest_joints,
-    recover_from_ric,
-)
+from humandiff.motion.hml3d import evaluator_mean_std, feature_mean_std, mirror_joints, offsets_from_rest_joints
+from humandiff.motion.prepare import features_for_clips
 from humandiff.motion.metrics import foot_skating_ratio
 from humandiff.stage import positive, run_stage, stage_params
 
 SECTION = "prepare_motion"
-_CHUNK = 64
-
-
-def process_chunk(task: tuple[list[str], list[np.ndarray], np.ndarray, float]) -> list[tuple[np.ndarray, np.ndarray, float]]:
-    """Features, canonical joints and round-trip error (m) of a chunk of clips (runs in a worker)."""
-    clip_ids, joints, reference, threshold = task
-    torch.set_num_threads(1)
-    try:
-        results = joints_to_features_batch(joints, reference, threshold)
-    except ArtifactError:
-        for clip_id, clip in zip(clip_ids, joints):  # find the culprit to name it
-            try:
-                joints_to_features(clip, reference, threshold)
-            except ArtifactError as exc:
-                raise ArtifactError(f"clip {clip_id}: {exc}") from None
-        raise
-    out = []
-    for features, canonical in results:
-        with torch.no_grad():
-            recovered = recover_from_ric(torch.from_numpy(features).double()).numpy()
-        out.append((features, canonical, float(np.abs(recovered - canonical[:-1]).max())))
-    return out
 
 
 def synthetic_clips(raw_dir: Path, p: dict) -> Iterator[dict]:
@@ -119,16 +86,8 @@ def main(params_file: str, raw_dir: str, out_dir: str, metrics_file: str) -> Non
         raise ValueError(f"{params_file}: unknown '{SECTION}.source' {p['source']!r} (synthetic | humanml3d)")
 
     clips = list(clips)
-    tasks = [([c["clip_id"] for c in clips[i : i + _CHUNK]], [c["joints"] for c in clips[i : i + _CHUNK]], reference,
-              p["contact_threshold"]) for i in range(0, len(clips), _CHUNK)]
-    progress = tqdm(total=len(clips), desc="prepare_motion", unit="clip", mininterval=2.0)
-    processed = []
-    # Chunks are independent and imap keeps their order, so the output is the same for any worker count.
-    with multiprocessing.get_context("fork").Pool(p["workers"]) if p["workers"] > 1 else nullcontext() as pool:
-        for chunk in (pool.imap(process_chunk, tasks) if pool else map(process_chunk, tasks)):
-            processed.extend(chunk)
-            progress.update(len(chunk))
-    progress.close()
+    processed = features_for_clips([c["clip_id"] for c in clips], [c["joints"] for c in clips], reference,
+                                   p["contact_threshold"], p["workers"], progress=True)
 
     rows, features, canonical = [], [], []
     worst_error, skating = 0.0, []

@@ -6,38 +6,21 @@ captions and action tags, a contact sheet and a video per action family, and gen
 
 from __future__ import annotations
 
-import multiprocessing
 from collections import defaultdict
 from pathlib import Path
 
 import click
 import numpy as np
 import pandas as pd
-import torch
-from tqdm import tqdm
 
 from humandiff.body.model import load_body_model
 from humandiff.io import concat_ragged, save_json, save_npz, save_parquet
 from humandiff.motion.metrics import foot_skating_ratio, jitter
-from humandiff.motion.synth import SynthGenerator, SynthOptions
+from humandiff.motion.synth import SynthOptions, generate_clips
 from humandiff.motion.video import contact_sheet_row, write_image, write_video
 from humandiff.stage import positive, run_stage, stage_params
 
 SECTION = "synth_motion"
-_GENERATOR: SynthGenerator | None = None
-
-
-def _init_worker(body_path: str, options: SynthOptions) -> None:
-    global _GENERATOR
-    torch.set_num_threads(1)
-    _GENERATOR = SynthGenerator(load_body_model(body_path), options)
-
-
-def _generate(task: tuple[int, int]):
-    seed, index = task
-    # One generator per clip: a clip depends only on (seed, index), not on the worker or order.
-    return _GENERATOR.generate(np.random.default_rng([seed, index]))
-
 
 @click.command()
 @click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path())
@@ -56,10 +39,7 @@ def main(params_file: str, out_dir: str, report_dir: str, metrics_file: str) -> 
     options = SynthOptions(fps=float(p["fps"]), min_frames=p["min_frames"], max_frames=p["max_frames"],
                            shape_std=p["shape_std"], captions_per_clip=p["captions_per_clip"])
     load_body_model(body_path)  # fail here, with one clear line, on a missing or bad model
-    tasks = [(p["seed"], index) for index in range(p["clips"])]
-    with multiprocessing.get_context("fork").Pool(p["workers"], _init_worker, (body_path, options)) as pool:
-        clips = list(tqdm(pool.imap(_generate, tasks, chunksize=8), total=len(tasks), desc="synth_motion",
-                          unit="clip", mininterval=2.0))
+    clips = generate_clips(body_path, options, p["seed"], p["clips"], p["workers"], progress=True)
     rows = [{"clip_id": f"{index:06d}", "length": clip.length, "fps": options.fps, "actions": clip.actions,
              "captions": clip.captions} for index, clip in enumerate(clips)]
 

@@ -9,6 +9,7 @@ floor, and feet do not skate. Airborne frames follow a ballistic arc.
 
 from __future__ import annotations
 
+import multiprocessing
 from dataclasses import dataclass
 
 import numpy as np
@@ -233,11 +234,11 @@ class SynthGenerator:
 
     @torch.no_grad()
     def _pose(self, rotations_aa: np.ndarray, betas: np.ndarray) -> np.ndarray:
-        from humandiff.body.model import posed_body
+        from humandiff.body.model import posed_joints
 
         T = rotations_aa.shape[0]
         aa = torch.as_tensor(rotations_aa, dtype=torch.float32)
-        _, joints = posed_body(
+        joints = posed_joints(
             self.body,
             global_orient=aa[:, 0],
             body_pose=aa[:, 1:].reshape(T, 69),
@@ -280,3 +281,30 @@ class SynthGenerator:
             actions=[t.family for t in tracks],
             captions=captions,
         )
+
+
+_WORKER_GENERATOR: SynthGenerator | None = None
+
+
+def _init_worker(body_path: str, options: SynthOptions) -> None:
+    global _WORKER_GENERATOR  # one generator (and body model) per worker process, built once
+    torch.set_num_threads(1)
+    from humandiff.body.model import load_body_model
+
+    _WORKER_GENERATOR = SynthGenerator(load_body_model(body_path), options)
+
+
+def _generate_indexed(task: tuple[int, int]) -> SynthClip:
+    seed, index = task
+    return _WORKER_GENERATOR.generate(np.random.default_rng([seed, index]))
+
+
+def generate_clips(body_path: str, options: SynthOptions, seed: int, count: int, workers: int = 1,
+                   progress: bool = False) -> list[SynthClip]:
+    """``count`` clips; clip i depends only on (seed, i), so the result is the same for any ``workers``."""
+    from tqdm import tqdm
+
+    tasks = [(seed, index) for index in range(count)]
+    with multiprocessing.get_context("fork").Pool(workers, _init_worker, (body_path, options)) as pool:
+        results = pool.imap(_generate_indexed, tasks, chunksize=8)
+        return list(tqdm(results, total=count, desc="synth_motion", unit="clip", mininterval=2.0, disable=not progress))
