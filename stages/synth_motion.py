@@ -59,9 +59,9 @@ def main(params_file: str, out_dir: str, report_dir: str, metrics_file: str) -> 
     for family, members in sorted(by_family.items()):
         solo = [i for i in members if clips[i].actions == [family]] or members
         shown = solo[: p["sheet_clips_per_family"]]
-        sheet = np.concatenate([contact_sheet_row(clips[i].joints, f"#{i:06d}: {clips[i].captions[0]}") for i in shown], 0)
+        sheet = np.concatenate([contact_sheet_row(clips[i].joints, f"#{i:06d}: {clips[i].captions[0]}", panel_size=128) for i in shown], 0)
         write_image(report / f"{family}.png", sheet)
-        write_video(report / f"{family}.mp4", clips[shown[0]].joints, clips[shown[0]].captions[0], options.fps)
+        write_video(report / f"{family}.mp4", clips[shown[0]].joints, clips[shown[0]].captions[0], options.fps, size=240)
 
     skating = [foot_skating_ratio(c.joints - np.array([0.0, c.joints[..., 1].min(), 0.0], np.float32)) for c in clips]
     save_json(metrics_file, {
