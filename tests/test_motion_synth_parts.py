@@ -137,3 +137,15 @@ def test_plant_root_flies_a_ballistic_arc_with_the_given_velocity():
     root = plant_root(local, np.zeros(len(CONTACT_JOINTS)), np.zeros(T), flight, velocity, 20.0)
     assert root[flight, 1].max() > 0.05 and root[~flight, 1].max() < 1e-12
     assert np.isclose(root[-1, 2] - root[0, 2], 2.0 * 10 / 20.0)
+
+
+def test_mirrored_dofs_give_mirrored_joint_rotations():
+    """R(mirror(d)) = M R(d) M with sides swapped, M = diag(-1, 1, 1): left and right really are mirror images."""
+    rng = np.random.default_rng(7)
+    dofs = rng.normal(scale=0.6, size=(4, poses.NUM_DOFS))
+    heading = rng.normal(size=4)
+    R = poses.dofs_to_smpl_rotations(dofs, heading)
+    R_mirror = poses.dofs_to_smpl_rotations(poses.mirror_dofs(dofs), -heading)
+    M = np.diag([-1.0, 1.0, 1.0])
+    swap = [0, 2, 1, 3, 5, 4, 6, 8, 7, 9, 11, 10, 12, 14, 13, 15, 17, 16, 19, 18, 21, 20, 23, 22]
+    np.testing.assert_allclose(R_mirror, M @ R[:, swap] @ M, atol=1e-12)

@@ -107,7 +107,7 @@ def dofs_to_smpl_rotations(dofs: np.ndarray, heading: np.ndarray) -> np.ndarray:
             _rot_x(-g("sh_flex"))
             @ _rot_y(-sign * g("sh_horiz"))
             @ _rot_z(-sign * (np.pi / 2 - g("sh_abd")))
-            @ _rot_x(sign * g("sh_twist"))
+            @ _rot_x(g("sh_twist"))  # a mirror keeps rotations about x
         )
         R[:, elbow] = _rot_y(-sign * g("elbow"))
         R[:, wrist] = _rot_z(-sign * g("wrist"))
