@@ -12,12 +12,12 @@ from __future__ import annotations
 import time
 
 import click
-import numpy as np
 import torch
 
-from humandiff.body.model import load_body_model, posed_body, rest_joints
-from humandiff.motion.hml3d import joints_to_features, offsets_from_rest_joints, recover_from_ric
-from humandiff.motion.synth import SynthGenerator, SynthOptions
+from humandiff.body.model import DEFAULT_BODY_MODEL, load_body_model, posed_body, rest_joints
+from humandiff.motion.hml3d import offsets_from_rest_joints
+from humandiff.motion.prepare import features_for_clips
+from humandiff.motion.synth import SynthOptions, generate_clips
 
 
 def _best_of(fn, repeats: int = 3) -> float:
@@ -30,29 +30,25 @@ def _best_of(fn, repeats: int = 3) -> float:
 
 
 @click.command()
-@click.option("--clips", default=200, show_default=True)
+@click.option("--clips", default=400, show_default=True)
 @click.option("--threads", default=2, show_default=True)
 def main(clips: int, threads: int) -> None:
     torch.set_num_threads(threads)
     body = load_body_model()
-    generator = SynthGenerator(body, SynthOptions())
-
-    start = time.perf_counter()
-    generated = [generator.generate(np.random.default_rng([0, i])) for i in range(clips)]
-    synth_s = time.perf_counter() - start
-    frames = sum(c.length for c in generated)
-    print(f"synth_motion:   {clips / synth_s:8.1f} clips/s  ({frames / synth_s:8.0f} frames/s, {clips} clips, {synth_s:.1f} s)")
+    for workers in (1, 2):
+        start = time.perf_counter()
+        generated = generate_clips(str(DEFAULT_BODY_MODEL), SynthOptions(), 0, clips, workers)
+        synth_s = time.perf_counter() - start
+        frames = sum(c.length for c in generated)
+        print(f"synth_motion   ({workers} worker(s)): {clips / synth_s:7.1f} clips/s ({frames / synth_s:7.0f} frames/s)")
 
     reference = offsets_from_rest_joints(rest_joints(body)[:22])
-
-    def prepare() -> None:
-        for clip in generated:
-            features, canonical = joints_to_features(clip.joints[:, :22], reference)
-            with torch.no_grad():
-                recover_from_ric(torch.from_numpy(features).double())
-
-    prep_s = _best_of(prepare, 2)
-    print(f"prepare_motion: {clips / prep_s:8.1f} clips/s  ({frames / prep_s:8.0f} frames/s)")
+    ids = [str(i) for i in range(clips)]
+    joints = [c.joints[:, :22] for c in generated]
+    for workers in (1, 2):
+        prep_s = _best_of(lambda: features_for_clips(ids, joints, reference, 0.002, workers), 2)
+        print(f"prepare_motion ({workers} worker(s)): {clips / prep_s:7.1f} clips/s ({frames / prep_s:7.0f} frames/s, "
+              "features + recover_from_ric check)")
 
     for batch in (64, 4096):
         pose = torch.randn(batch, 72) * 0.3
@@ -63,7 +59,8 @@ def main(clips: int, threads: int) -> None:
                 posed_body(body, pose[:, :3], pose[:, 3:], betas, torch.zeros(batch, 3))
 
         seconds = _best_of(forward, 5)
-        print(f"body forward:   {batch / seconds:8.0f} bodies/s at batch {batch} ({seconds * 1e3:.2f} ms/batch)")
+        print(f"body forward   (posed_body, {threads} threads): {batch / seconds:7.0f} bodies/s at batch {batch} "
+              f"({seconds * 1e3:.2f} ms/batch)")
 
 
 if __name__ == "__main__":
