@@ -139,3 +139,23 @@ def test_presets_share_one_structure():
     smoke = yaml.safe_load((REPO / "presets/smoke.yaml").read_text())
     assert {k: sorted(v) for k, v in default.items()} == {k: sorted(v) for k, v in smoke.items()}
     assert yaml.safe_load((REPO / "params.yaml").read_text()) == default
+
+
+def test_prepare_motion_rejects_empty_caption_and_wrong_shape(tmp_path: Path, raw_dir: Path):
+    broken = tmp_path / "broken"
+    shutil.copytree(raw_dir, broken)
+    index = pd.read_parquet(broken / "clips.parquet")
+    index.at[1, "captions"] = ["a person walks.", " ", "someone walks."]
+    index.to_parquet(broken / "clips.parquet", index=False)
+    args = ["--params", str(_params(tmp_path)), "--raw-dir", str(broken), "--out-dir", str(tmp_path / "hml"),
+            "--metrics", str(tmp_path / "d.json")]
+    result = CliRunner().invoke(_stage("prepare_motion"), args)
+    assert result.exit_code == 2 and "clips.parquet" in result.output and "captions" in result.output
+    shutil.copy2(raw_dir / "clips.parquet", broken / "clips.parquet")
+    with np.load(broken / "motions.npz") as data:
+        arrays = {k: data[k].copy() for k in data.files}
+    arrays["joints"] = arrays["joints"][:, :22]
+    np.savez(broken / "motions.npz", **arrays)
+    result = CliRunner().invoke(_stage("prepare_motion"), args)
+    assert result.exit_code == 2 and "motions.npz" in result.output and "'joints'" in result.output
+    assert not (tmp_path / "hml").exists() and not (tmp_path / "d.json").exists()
