@@ -87,6 +87,12 @@ def main(params_file: str, evaluator_file: str, index_file: str, features_file: 
     samples, sample_clips = load_generated(samples_file, samples_index_file)
     if p["mm_texts"] > len(test):
         raise ArtifactError(f"{params_file}: parameter '{SECTION}.mm_texts' {p['mm_texts']} exceeds {len(test)} test clips")
+    if p["diversity_times"] > min(len(test), len(sample_clips)):
+        raise ArtifactError(f"{params_file}: parameter '{SECTION}.diversity_times' {p['diversity_times']} exceeds the "
+                            f"{len(test)} test clips or {len(sample_clips)} MDM samples")
+    if p["mm_texts"] and p["mm_times"] > p["mm_repeats"]:
+        raise ArtifactError(f"{params_file}: parameter '{SECTION}.mm_times' {p['mm_times']} exceeds "
+                            f"mm_repeats {p['mm_repeats']}")
 
     mm_captions, mm_groups = [], []
     if p["mm_texts"]:
@@ -127,6 +133,8 @@ def main(params_file: str, evaluator_file: str, index_file: str, features_file: 
     bars = quality_bars(real, mdm)
     protocol = {
         "test_clips": len(test),
+        "evaluator": evaluator_file,
+        "mdm_samples": len(sample_clips),
         "replications": p["replications"],
         "notes": [
             "R-precision: texts and motions shuffled into batches of exactly 32 pairs (remainder dropped), the 32 "
@@ -139,9 +147,9 @@ def main(params_file: str, evaluator_file: str, index_file: str, features_file: 
              f"({p['mm_steps']} DDIM steps, guidance {p['mm_guidance']}), {p['mm_times']} pairs each "
              "(paper: 100 x 30, 10 pairs); drawn by this stage from the MDM prior."
              if p["mm_texts"] else "MultiModality: not computed (mm_texts = 0)."),
-            f"MDM row: {len(sample_clips)} samples of `data/mdm/samples.npz` (one per test clip, its first caption), "
-            "generated once: the replications redraw batches, pairs and Real's crops, not the samples, so the MDM "
-            "intervals leave out sampling variance.",
+            f"MDM row: {len(sample_clips)} samples of `{samples_file}` (one per chosen test clip, with its length and "
+            "first caption), generated once: the replications redraw batches, pairs and Real's crops, not the "
+            "samples, so the MDM intervals leave out sampling variance (zero where every sample is used every time).",
             "Foot skating ratio (foot joints below 5 cm moving > 2.5 cm per frame) and jitter (mean |third "
             "difference| x fps^3): mean over clips of joints from `recover_from_ric`.",
         ],

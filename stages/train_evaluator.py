@@ -1,7 +1,8 @@
 """Stage train_evaluator: the text-to-motion evaluator (Guo et al.'s matching model) used for every metric.
 
-Trains on the train split, keeps the epoch with the best val R-precision top-3, and writes the
-model, its val metrics, and its loss curve (CSV for ``dvc plots`` and a PNG).
+Trains on the train split, keeps the epoch with the lowest val loss (as Guo et al.), and writes
+the model, its val metrics (R-precision when the val split holds >= 32 clips) and its loss curve
+(CSV for ``dvc plots`` and a PNG).
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def main(params_file: str, index_file: str, features_file: str, mean_std_file: s
         "epochs": options.epochs,
         "val_loss": history.val_loss[best],
         # R-precision needs >= 32 val clips (null below).
-        **{f"val_{name}": finite_or_none(getattr(history, f"val_{name}")[best]) for name in ("top1", "top2", "top3", "mm_dist")},
+        **{f"val_{name}": finite_or_none(getattr(history, f"val_{name}")[best])
+           for name in ("top1", "top2", "top3", "mm_dist")},
         "chance_top3": 3 / R_PRECISION_BATCH,
         "train_clips": len(train),
         "val_clips": len(val),

@@ -1,7 +1,7 @@
 """Stage train_reward: the TMR-style reward model SoPo scores its samples with (never used for metrics).
 
-Trains on the train split with its own seed, keeps the epoch with the best val retrieval
-top-3, and reports text -> motion retrieval on the test split.
+Trains on the train split with its own seed, keeps the epoch with the lowest val contrastive
+loss, and reports text -> motion retrieval on the test split.
 """
 
 from __future__ import annotations

@@ -1,0 +1,453 @@
+"""The text-to-motion evaluator (Guo et al.'s matching model): motion and text encoders into one space.
+
+Motion encoder: two strided 1-D convolutions (x4 temporal downsampling) over the 259 feature
+dims left after dropping the 4 foot contacts, normalised with the evaluator's own mean/std
+(``eval_mean``/``eval_std``), then a bidirectional GRU whose final states go through an MLP.
+Text encoder: a bidirectional GRU over fixed word-piece vectors (:mod:`humandiff.text.tokens`),
+then an MLP. Both land in one Euclidean space where R-precision, MM-Dist, FID, Diversity and
+MultiModality are measured (:mod:`humandiff.eval.t2m`).
+
+Training follows Guo et al.'s contrastive matching objective: the margin loss
+``d(pos)^2 + relu(margin - d(neg))^2`` on Euclidean distances, here with every other pair of the
+batch as a negative (Guo et al. use one shifted pair) and pairs sharing a caption excluded. An
+InfoNCE variant on negative distances is available (``loss="infonce"``).
+
+This model is used only to measure; the SoPo reward is a separate model (:mod:`humandiff.models.tmr`).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+from tqdm import tqdm
+
+from humandiff.eval.t2m import R_PRECISION_BATCH, r_precision_replications
+from humandiff.io import ArtifactError, atomic_path
+from humandiff.motion.hml3d import CONTACTS, FEATURE_DIM
+from humandiff.text.tokens import WORD_DIM, TokenTable
+
+#: Feature dims the evaluator reads: everything but the 4 foot contacts (the last 4 dims).
+EVAL_DIMS = [d for d in range(FEATURE_DIM) if d not in set(range(FEATURE_DIM)[CONTACTS])]
+#: Temporal downsampling of the motion encoder (two stride-2 convolutions).
+DOWNSAMPLE = 4
+
+
+@dataclass(frozen=True)
+class EvaluatorConfig:
+    """Sizes of the evaluator (Guo et al.: 512 conv channels, GRU 1024/512, 512-d embedding)."""
+
+    conv_channels: int = 256
+    motion_hidden: int = 256
+    text_hidden: int = 256
+    embed_dim: int = 256
+    word_dim: int = WORD_DIM
+    dropout: float = 0.1
+    #: Word pieces kept per caption (the tokenisation the text encoder was trained with).
+    max_tokens: int = 32
+
+    def __post_init__(self) -> None:
+        for name in ("conv_channels", "motion_hidden", "text_hidden", "embed_dim", "word_dim", "max_tokens"):
+            if not getattr(self, name) > 0:
+                raise ArtifactError(f"evaluator config: '{name}' must be > 0, got {getattr(self, name)!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ArtifactError(f"evaluator config: 'dropout' must be in [0, 1), got {self.dropout!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "EvaluatorConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ArtifactError(f"evaluator config: unknown field(s) {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+def _head(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, out_dim))
+
+
+def _bigru_final(gru: nn.GRU, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Concatenated last forward and backward hidden states (B, 2H) of a bi-GRU over padded (B, T, H)."""
+    packed = pack_padded_sequence(inputs, lengths.cpu().clamp(min=1), batch_first=True, enforce_sorted=False)
+    _, hidden = gru(packed)  # (2, B, H), already in the input's batch order
+    return torch.cat([hidden[0], hidden[1]], dim=-1)
+
+
+class MotionEncoder(nn.Module):
+    """Normalised motion without contacts (B, T, 259) and lengths (B,) -> embedding (B, E)."""
+
+    def __init__(self, config: EvaluatorConfig) -> None:
+        super().__init__()
+        c = config
+        self.conv1 = nn.Sequential(nn.Conv1d(len(EVAL_DIMS), c.conv_channels, 4, 2, 1), nn.LeakyReLU(0.2),
+                                   nn.Dropout(c.dropout))
+        self.conv2 = nn.Sequential(nn.Conv1d(c.conv_channels, c.conv_channels, 4, 2, 1), nn.LeakyReLU(0.2),
+                                   nn.Dropout(c.dropout))
+        self.input = nn.Linear(c.conv_channels, c.motion_hidden)
+        self.gru = nn.GRU(c.motion_hidden, c.motion_hidden, batch_first=True, bidirectional=True)
+        self.output = _head(2 * c.motion_hidden, c.motion_hidden, c.embed_dim)
+
+    def forward(self, motion: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        hidden = self.conv1(motion.transpose(1, 2))  # (B, C, T // 2)
+        # Zeroing the half-rate steps past each clip's end makes a clip's embedding independent of
+        # how long the other clips of its batch are (the second conv would read them).
+        half = torch.arange(hidden.shape[2])[None, :] < torch.div(lengths, 2, rounding_mode="floor")[:, None]
+        hidden = self.conv2(hidden * half[:, None, :]).transpose(1, 2)  # (B, T // 4, C)
+        down = torch.div(lengths, DOWNSAMPLE, rounding_mode="floor").clamp(min=1, max=hidden.shape[1])
+        return self.output(_bigru_final(self.gru, self.input(hidden), down))
+
+
+class TextEncoder(nn.Module):
+    """Word vectors (B, L, 384) and lengths (B,) -> embedding (B, E)."""
+
+    def __init__(self, config: EvaluatorConfig) -> None:
+        super().__init__()
+        c = config
+        self.input = nn.Linear(c.word_dim, c.text_hidden)
+        self.gru = nn.GRU(c.text_hidden, c.text_hidden, batch_first=True, bidirectional=True)
+        self.output = _head(2 * c.text_hidden, c.text_hidden, c.embed_dim)
+
+    def forward(self, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.output(_bigru_final(self.gru, self.input(words), lengths))
+
+
+class MatchingEvaluator(nn.Module):
+    """Guo et al.'s text/motion matching model with its feature normalisation as buffers.
+
+    ``eval_mean``/``eval_std`` (263,) are the evaluator statistics of ``mean_std.npz``: raw
+    (denormalised) HumanML3D features go in, normalisation happens here.
+    """
+
+    def __init__(self, config: EvaluatorConfig, eval_mean: np.ndarray | None = None,
+                 eval_std: np.ndarray | None = None) -> None:
+        super().__init__()
+        self.config = config
+        mean = np.zeros(FEATURE_DIM, np.float32) if eval_mean is None else np.asarray(eval_mean, np.float32)
+        std = np.ones(FEATURE_DIM, np.float32) if eval_std is None else np.asarray(eval_std, np.float32)
+        if mean.shape != (FEATURE_DIM,) or std.shape != (FEATURE_DIM,):
+            raise ArtifactError(f"eval_mean/eval_std have shapes {mean.shape}/{std.shape}, expected ({FEATURE_DIM},)")
+        if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+            raise ArtifactError("eval_mean/eval_std must be finite with eval_std > 0")
+        self.register_buffer("eval_mean", torch.from_numpy(mean.copy()))
+        self.register_buffer("eval_std", torch.from_numpy(std.copy()))
+        self.motion_encoder = MotionEncoder(config)
+        self.text_encoder = TextEncoder(config)
+
+    def prepare_motion(self, features: torch.Tensor) -> torch.Tensor:
+        """Raw features (B, T, 263) -> normalised features without contacts (B, T, 259)."""
+        if features.ndim != 3 or features.shape[-1] != FEATURE_DIM:
+            raise ArtifactError(f"motion features have shape {tuple(features.shape)}, expected (B, T, {FEATURE_DIM})")
+        normalised = (features - self.eval_mean) / self.eval_std
+        return normalised[..., EVAL_DIMS]
+
+    def encode_motion(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Raw features (B, T, 263), zero-padded after ``lengths`` (B,) -> embeddings (B, E)."""
+        if features.shape[1] < DOWNSAMPLE:
+            raise ArtifactError(f"motion features have {features.shape[1]} frames, need >= {DOWNSAMPLE}")
+        valid = torch.arange(features.shape[1])[None, :] < lengths[:, None]
+        motion = self.prepare_motion(features) * valid[..., None]
+        return self.motion_encoder(motion, lengths)
+
+    def encode_text(self, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Word vectors (B, L, 384) and lengths (B,) -> embeddings (B, E)."""
+        if words.ndim != 3 or words.shape[-1] != self.config.word_dim:
+            raise ArtifactError(f"word vectors have shape {tuple(words.shape)}, expected (B, L, {self.config.word_dim})")
+        return self.text_encoder(words, lengths)
+
+    @torch.no_grad()
+    def embed_motions(self, clips: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """Embeddings (N, E) float64 of raw clips (T_i, 263), each cropped to a multiple of 4 frames."""
+        was_training = self.training
+        self.eval()
+        out = []
+        for start in range(0, len(clips), batch_size):
+            chunk = [clip[: len(clip) // DOWNSAMPLE * DOWNSAMPLE] for clip in clips[start : start + batch_size]]
+            features, lengths = pad_clips(chunk)
+            out.append(self.encode_motion(features, lengths).double().numpy())
+        self.train(was_training)
+        return np.concatenate(out, 0) if out else np.zeros((0, self.config.embed_dim))
+
+    @torch.no_grad()
+    def embed_texts(self, table: TokenTable, rows: np.ndarray | Sequence[int], batch_size: int = 256) -> np.ndarray:
+        """Embeddings (N, E) float64 of token-table rows (N,)."""
+        was_training = self.training
+        self.eval()
+        rows = np.asarray(rows, dtype=np.int64)
+        out = []
+        for start in range(0, len(rows), batch_size):
+            words, lengths = table.embed(rows[start : start + batch_size])
+            out.append(self.encode_text(words, lengths).double().numpy())
+        self.train(was_training)
+        return np.concatenate(out, 0) if out else np.zeros((0, self.config.embed_dim))
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def pad_clips(clips: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-padded (B, T_max, D) float32 and lengths (B,) int64 from clips (T_i, D)."""
+    if not clips:
+        raise ArtifactError("pad_clips: no clips")
+    lengths = np.array([len(c) for c in clips], dtype=np.int64)
+    if lengths.min() < 1:
+        raise ArtifactError("pad_clips: a clip has no frames")
+    out = np.zeros((len(clips), int(lengths.max()), clips[0].shape[-1]), np.float32)
+    for row, clip in enumerate(clips):
+        out[row, : len(clip)] = clip
+    return torch.from_numpy(out), torch.from_numpy(lengths)
+
+
+def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
+                            buckets: int = 8) -> list[np.ndarray]:
+    """Index batches (each of 2..batch_size clips) covering a shuffled order of ``lengths`` (N,).
+
+    Each run of ``buckets`` batches' worth of shuffled clips is sorted by length before it is
+    cut, so a batch holds clips of similar length (less padding); the batches come in shuffled
+    order. ``buckets`` 1 gives plain shuffled batches. A final single clip is dropped (a
+    contrastive batch needs a negative).
+    """
+    if batch_size < 2 or buckets < 1:
+        raise ArtifactError(f"batches: batch_size {batch_size} must be >= 2 and buckets {buckets} >= 1")
+    lengths = np.asarray(lengths)
+    order = rng.permutation(len(lengths))
+    batches = []
+    span = batch_size * buckets
+    for start in range(0, len(order), span):
+        chunk = order[start : start + span]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    batches = [b for b in batches if len(b) >= 2]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def random_crop(clip: np.ndarray, rng: np.random.Generator, unit: int = DOWNSAMPLE) -> np.ndarray:
+    """Guo et al.'s loader crop of a clip (T, D): a multiple of ``unit`` frames (one unit shorter with
+    probability 1/3) at a uniformly random start."""
+    length = len(clip) // unit * unit
+    if rng.random() < 1.0 / 3.0 and length - unit >= unit:
+        length -= unit
+    length = max(length, min(unit, len(clip)))
+    start = int(rng.integers(0, len(clip) - length + 1))
+    return clip[start : start + length]
+
+
+@dataclass
+class CaptionedClips:
+    """Clips in memory with their captions as token-table rows.
+
+    clips: raw HumanML3D features (T_i, 263) float32; caption_rows: per clip, its captions' rows (n_i >= 1,).
+    """
+
+    clips: list[np.ndarray]
+    caption_rows: list[np.ndarray]
+
+    def __post_init__(self) -> None:
+        if len(self.clips) != len(self.caption_rows):
+            raise ArtifactError(f"captioned clips: {len(self.clips)} clips but {len(self.caption_rows)} caption lists")
+        for index, (clip, rows) in enumerate(zip(self.clips, self.caption_rows)):
+            if clip.ndim != 2 or clip.shape[1] != FEATURE_DIM or len(clip) < DOWNSAMPLE:
+                raise ArtifactError(f"captioned clips: clip {index} has shape {clip.shape}, "
+                                    f"expected (T>={DOWNSAMPLE}, {FEATURE_DIM})")
+            if len(rows) == 0:
+                raise ArtifactError(f"captioned clips: clip {index} has no caption")
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def sample_captions(self, rng: np.random.Generator) -> np.ndarray:
+        """One caption row per clip (N,), drawn uniformly among the clip's captions."""
+        return np.array([rows[rng.integers(len(rows))] for rows in self.caption_rows], dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def euclidean_distances(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Pairwise Euclidean distances (N, M) of (N, E) and (M, E), with a finite gradient at 0."""
+    squared = (a[:, None, :] - b[None, :, :]).pow(2).sum(-1)
+    return squared.clamp(min=eps).sqrt()
+
+
+def _negative_mask(caption_rows: torch.Tensor) -> torch.Tensor:
+    """(B, B) True where pair (i, j) is a valid negative: different captions (hence j != i)."""
+    return caption_rows[:, None] != caption_rows[None, :]
+
+
+def margin_matching_loss(text: torch.Tensor, motion: torch.Tensor, caption_rows: torch.Tensor,
+                         margin: float = 10.0) -> torch.Tensor:
+    """Guo et al.'s contrastive loss on (B, E) embeddings: mean d(t_i, m_i)^2 over positives plus
+    mean relu(margin - d(t_i, m_j))^2 over all pairs whose captions (B,) differ."""
+    distances = euclidean_distances(text, motion)
+    positive = distances.diagonal().pow(2).mean()
+    negatives = _negative_mask(caption_rows)
+    if not negatives.any():
+        return positive
+    negative = torch.relu(margin - distances[negatives]).pow(2).mean()
+    return positive + negative
+
+
+def info_nce_matching_loss(text: torch.Tensor, motion: torch.Tensor, caption_rows: torch.Tensor,
+                           temperature: float = 1.0) -> torch.Tensor:
+    """Symmetric InfoNCE on logits -d(t_i, m_j) / temperature over (B, E) embeddings; pairs with
+    the same caption (other than the diagonal) are left out of the denominators."""
+    logits = -euclidean_distances(text, motion) / temperature
+    keep = _negative_mask(caption_rows) | torch.eye(len(text), dtype=torch.bool)
+    logits = logits.masked_fill(~keep, float("-inf"))
+    target = torch.arange(len(text))
+    return 0.5 * (nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(logits.T, target))
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class EvaluatorTraining:
+    """Training options (Guo et al.: Adam lr 1e-4, batch 32, margin 10, one shifted negative)."""
+
+    epochs: int = 12
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    loss: str = "margin"
+    margin: float = 10.0
+    temperature: float = 1.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    val_replications: int = 5
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("margin", "infonce"):
+            raise ArtifactError(f"evaluator training: 'loss' must be margin or infonce, got {self.loss!r}")
+        for name in ("epochs", "batch_size", "lr", "margin", "temperature", "grad_clip", "val_replications"):
+            if not getattr(self, name) > 0:
+                raise ArtifactError(f"evaluator training: '{name}' must be > 0, got {getattr(self, name)!r}")
+        if self.batch_size < 2:
+            raise ArtifactError("evaluator training: 'batch_size' must be >= 2 (negatives come from the batch)")
+
+
+@dataclass
+class EvaluatorHistory:
+    """Per-epoch curves (val R-precision NaN for a val split under 32 clips) and the chosen epoch (1-based)."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_top1: list[float] = field(default_factory=list)
+    val_top2: list[float] = field(default_factory=list)
+    val_top3: list[float] = field(default_factory=list)
+    val_mm_dist: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+
+
+def matching_loss(model: MatchingEvaluator, features: torch.Tensor, lengths: torch.Tensor, words: torch.Tensor,
+                  word_lengths: torch.Tensor, caption_rows: torch.Tensor, options: EvaluatorTraining) -> torch.Tensor:
+    """The configured contrastive loss of one batch: raw features (B, T, 263), word vectors (B, L, 384)."""
+    text = model.encode_text(words, word_lengths)
+    motion = model.encode_motion(features, lengths)
+    if options.loss == "margin":
+        return margin_matching_loss(text, motion, caption_rows, options.margin)
+    return info_nce_matching_loss(text, motion, caption_rows, options.temperature)
+
+
+def _collate(data: CaptionedClips, table: TokenTable, chosen: np.ndarray, captions: np.ndarray,
+             rng: np.random.Generator, crop: bool) -> tuple[torch.Tensor, ...]:
+    """One batch: raw features (B, T, 263), lengths (B,), word vectors (B, L, 384), word lengths (B,),
+    caption rows (B,). ``crop``: Guo et al.'s random crops, else each clip's leading multiple of 4 frames."""
+    clips = [random_crop(data.clips[i], rng) if crop else data.clips[i][: len(data.clips[i]) // DOWNSAMPLE * DOWNSAMPLE]
+             for i in chosen]
+    features, lengths = pad_clips(clips)
+    words, word_lengths = table.embed(captions[chosen])
+    return features, lengths, words, word_lengths, torch.from_numpy(captions[chosen])
+
+
+def validate(model: MatchingEvaluator, data: CaptionedClips, table: TokenTable, options: EvaluatorTraining,
+             ) -> dict[str, float]:
+    """Val loss, and R-precision top-1/2/3 and MM-Dist (batches of 32, ``val_replications`` draws of
+    captions; NaN when the split has fewer than 32 clips)."""
+    model.eval()
+    rng = np.random.default_rng([options.seed, 1])
+    captions = data.sample_captions(rng)
+    batches = [b for b in np.array_split(np.arange(len(data)), -(-len(data) // options.batch_size)) if len(b) >= 2]
+    with torch.no_grad():
+        losses = [float(matching_loss(model, *_collate(data, table, chosen, captions, rng, crop=False), options))
+                  for chosen in batches]
+    if len(data) >= R_PRECISION_BATCH:
+        motion = model.embed_motions(data.clips)
+        texts = [model.embed_texts(table, data.sample_captions(rng)) for _ in range(options.val_replications)]
+        summary = r_precision_replications(texts, motion, rng)
+    else:
+        summary = dict.fromkeys(("top1", "top2", "top3", "mm_dist"), float("nan"))
+    model.train()
+    return {"loss": float(np.mean(losses)) if losses else float("nan"), **summary}
+
+
+def train_evaluator(model: MatchingEvaluator, train: CaptionedClips, val: CaptionedClips, table: TokenTable,
+                    options: EvaluatorTraining, progress: bool = True) -> EvaluatorHistory:
+    """Train with Adam; keep the epoch with the lowest val loss (as Guo et al.), scoring val R-precision
+    on the way. Returns the curves; ``model`` ends with the chosen weights, in eval mode."""
+    if len(val) < 2:
+        raise ArtifactError(f"evaluator training: the val split has {len(val)} clips, needs >= 2")
+    torch.manual_seed(options.seed)
+    rng = np.random.default_rng(options.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    history = EvaluatorHistory()
+    best_loss, best_state = None, None
+    model.train()
+    for epoch in range(1, options.epochs + 1):
+        losses = []
+        batches = length_bucketed_batches(np.array([len(c) for c in train.clips]), options.batch_size, rng)
+        captions = train.sample_captions(rng)
+        for chosen in tqdm(batches, desc=f"evaluator epoch {epoch}/{options.epochs}", disable=not progress, leave=False):
+            loss = matching_loss(model, *_collate(train, table, chosen, captions, rng, crop=True), options)
+            if not torch.isfinite(loss):
+                raise ArtifactError(f"evaluator training: non-finite loss at epoch {epoch}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        scores = validate(model, val, table, options)
+        history.train_loss.append(float(np.mean(losses)))
+        history.val_loss.append(scores["loss"])
+        for name in ("top1", "top2", "top3", "mm_dist"):
+            getattr(history, f"val_{name}").append(scores[name])
+        if best_loss is None or scores["loss"] < best_loss:
+            best_loss, best_state = scores["loss"], copy.deepcopy(model.state_dict())
+            history.best_epoch = epoch
+    model.load_state_dict(best_state)
+    model.eval()
+    return history
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def save_evaluator(path: str | Path, model: MatchingEvaluator) -> None:
+    """``torch.save`` of {"config": dict, "state_dict": tensors}, written atomically."""
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save({"config": asdict(model.config), "state_dict": model.state_dict()}, tmp)
+
+
+def load_evaluator(path: str | Path) -> MatchingEvaluator:
+    """The evaluator saved by :func:`save_evaluator`, in eval mode (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ArtifactError(f"{path}: cannot read as a torch checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:
+        raise ArtifactError(f"{path}: missing field 'config' or 'state_dict'")
+    model = MatchingEvaluator(EvaluatorConfig.from_dict(dict(payload["config"])))
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise ArtifactError(f"{path}: field 'state_dict' does not fit the config ({str(exc).splitlines()[0]})") from None
+    model.eval()
+    return model

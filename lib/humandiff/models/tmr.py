@@ -1,0 +1,385 @@
+"""The reward model for SoPo, in the style of TMR (Petrovich et al.): a text-motion retrieval model.
+
+A transformer motion encoder (a learned summary token, sinusoidal positions, key padding mask)
+and a text encoder over the caption's MiniLM sentence embedding (a residual MLP: the
+evaluator reads word-piece vectors through a GRU, so the two models share no text pathway),
+both into a unit-norm latent. Trained with InfoNCE at temperature 0.1 in both directions, where
+a negative whose caption is too similar to the positive's (MiniLM cosine > 0.8) is left out of
+the denominator. The score of a (motion, caption) pair is ``cosine / 2 + 0.5``, in [0, 1].
+
+Differences from TMR, for CPU: no VAE branch, no motion decoder and no reconstruction / KL /
+latent-matching losses (only the contrastive term, which is what the reward uses); frames are
+grouped into patches of ``patch`` frames before the transformer (TMR: 1); fewer and narrower
+layers by default (TMR: 6 layers, 256-d, 4 heads, ff 1024; :data:`PAPER_CONFIG`).
+
+The reward model is separate from the evaluator (:mod:`humandiff.models.evaluator`) and never
+enters a reported metric: a policy tuned against it must be judged by the other model.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from humandiff.eval.t2m import R_PRECISION_BATCH, r_precision_batch
+from humandiff.io import ArtifactError, atomic_path
+from humandiff.models.evaluator import length_bucketed_batches, pad_clips
+from humandiff.motion.hml3d import FEATURE_DIM
+from humandiff.text.encoder import EMBEDDING_DIM
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Sizes of the reward model; defaults are the CPU preset (TMR: latent 256, 6 layers, ff 1024, patch 1)."""
+
+    latent_dim: int = 128
+    layers: int = 3
+    heads: int = 4
+    ff_dim: int = 256
+    dropout: float = 0.1
+    patch: int = 4
+    text_dim: int = EMBEDDING_DIM
+    max_tokens: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("latent_dim", "layers", "heads", "ff_dim", "patch", "text_dim", "max_tokens"):
+            if not getattr(self, name) > 0:
+                raise ArtifactError(f"reward config: '{name}' must be > 0, got {getattr(self, name)!r}")
+        if self.latent_dim % self.heads:
+            raise ArtifactError(f"reward config: latent_dim {self.latent_dim} must be divisible by heads {self.heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ArtifactError(f"reward config: 'dropout' must be in [0, 1), got {self.dropout!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RewardConfig":
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ArtifactError(f"reward config: unknown field(s) {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+#: TMR's published sizes (frame-level tokens).
+PAPER_CONFIG = RewardConfig(latent_dim=256, layers=6, heads=4, ff_dim=1024, dropout=0.1, patch=1)
+
+
+def sinusoidal_positions(count: int, dim: int) -> torch.Tensor:
+    """Fixed sinusoidal position encodings (count, dim)."""
+    position = torch.arange(count, dtype=torch.float32)[:, None]
+    frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(count, dim)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
+    return table
+
+
+class MotionTransformer(nn.Module):
+    """Normalised features (B, T, 263) with validity mask (B, T) -> unit latent (B, D)."""
+
+    def __init__(self, config: RewardConfig) -> None:
+        super().__init__()
+        self.patch = config.patch
+        self.project = nn.Linear(FEATURE_DIM * config.patch, config.latent_dim)
+        self.summary = nn.Parameter(torch.zeros(1, 1, config.latent_dim))
+        self.register_buffer("positions", sinusoidal_positions(config.max_tokens + 1, config.latent_dim), persistent=False)
+        layer = nn.TransformerEncoderLayer(config.latent_dim, config.heads, config.ff_dim, config.dropout,
+                                           activation="gelu", batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(config.latent_dim)
+        self.output = nn.Linear(config.latent_dim, config.latent_dim)
+
+    def forward(self, motion: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        batch, frames, _ = motion.shape
+        padded = -frames % self.patch
+        motion = nn.functional.pad(motion * mask[..., None], (0, 0, 0, padded))
+        mask = nn.functional.pad(mask, (0, padded))
+        tokens = motion.reshape(batch, -1, self.patch * FEATURE_DIM)
+        token_mask = mask.reshape(batch, -1, self.patch).any(-1)
+        if tokens.shape[1] + 1 > self.positions.shape[0]:
+            raise ArtifactError(f"reward model: {frames} frames exceed {self.positions.shape[0] - 1} tokens of {self.patch}")
+        hidden = torch.cat([self.summary.expand(batch, -1, -1), self.project(tokens)], 1)
+        hidden = hidden + self.positions[: hidden.shape[1]]
+        keep = torch.cat([torch.ones(batch, 1, dtype=torch.bool), token_mask], 1)
+        hidden = self.encoder(hidden, src_key_padding_mask=~keep)
+        return nn.functional.normalize(self.output(self.norm(hidden[:, 0])), dim=-1)
+
+
+class SentenceEncoder(nn.Module):
+    """MiniLM sentence embeddings (B, 384) -> unit latent (B, D) through a residual MLP."""
+
+    def __init__(self, config: RewardConfig) -> None:
+        super().__init__()
+        self.input = nn.Linear(config.text_dim, config.latent_dim)
+        self.block = nn.Sequential(nn.LayerNorm(config.latent_dim), nn.Linear(config.latent_dim, config.ff_dim),
+                                   nn.GELU(), nn.Dropout(config.dropout), nn.Linear(config.ff_dim, config.latent_dim))
+        self.output = nn.Linear(config.latent_dim, config.latent_dim)
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        hidden = self.input(embeddings)
+        hidden = hidden + self.block(hidden)
+        return nn.functional.normalize(self.output(hidden), dim=-1)
+
+
+class RewardModel(nn.Module):
+    """TMR-style retrieval model whose score serves as SoPo's reward.
+
+    ``mean``/``std`` (263,) are the generative models' feature statistics (``mean_std.npz``):
+    raw (denormalised) HumanML3D features go in.
+    """
+
+    def __init__(self, config: RewardConfig, mean: np.ndarray | None = None, std: np.ndarray | None = None) -> None:
+        super().__init__()
+        self.config = config
+        mean = np.zeros(FEATURE_DIM, np.float32) if mean is None else np.asarray(mean, np.float32)
+        std = np.ones(FEATURE_DIM, np.float32) if std is None else np.asarray(std, np.float32)
+        if mean.shape != (FEATURE_DIM,) or std.shape != (FEATURE_DIM,):
+            raise ArtifactError(f"reward mean/std have shapes {mean.shape}/{std.shape}, expected ({FEATURE_DIM},)")
+        if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+            raise ArtifactError("reward mean/std must be finite with std > 0")
+        self.register_buffer("mean", torch.from_numpy(mean.copy()))
+        self.register_buffer("std", torch.from_numpy(std.copy()))
+        self.motion_encoder = MotionTransformer(config)
+        self.text_encoder = SentenceEncoder(config)
+
+    def encode_motion(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Raw features (B, T, 263) and mask (B, T) bool (True = real frame) -> unit latents (B, D)."""
+        if features.ndim != 3 or features.shape[-1] != FEATURE_DIM:
+            raise ArtifactError(f"reward: motion features have shape {tuple(features.shape)}, "
+                                f"expected (B, T, {FEATURE_DIM})")
+        if mask.shape != features.shape[:2] or mask.dtype != torch.bool:
+            raise ArtifactError(f"reward: mask has shape {tuple(mask.shape)} dtype {mask.dtype}, "
+                                f"expected bool {tuple(features.shape[:2])}")
+        if not mask.any(1).all():
+            raise ArtifactError("reward: a motion has no valid frame in its mask")
+        return self.motion_encoder((features - self.mean) / self.std, mask)
+
+    def encode_text(self, caption_embeddings: torch.Tensor) -> torch.Tensor:
+        """MiniLM sentence embeddings (B, 384) -> unit latents (B, D)."""
+        if caption_embeddings.ndim != 2 or caption_embeddings.shape[-1] != self.config.text_dim:
+            raise ArtifactError(f"reward: caption embeddings have shape {tuple(caption_embeddings.shape)}, "
+                                f"expected (B, {self.config.text_dim})")
+        return self.text_encoder(caption_embeddings)
+
+    def reward(self, motion_features: torch.Tensor, mask: torch.Tensor, caption_embeddings: torch.Tensor) -> torch.Tensor:
+        """Scores (B,) in [0, 1]: cosine(motion latent, text latent) / 2 + 0.5 of raw features (B, T, 263),
+        mask (B, T) bool and MiniLM caption embeddings (B, 384). Differentiable; no_grad is the caller's choice."""
+        if motion_features.shape[0] != caption_embeddings.shape[0]:
+            raise ArtifactError(f"reward: {motion_features.shape[0]} motions but {caption_embeddings.shape[0]} captions")
+        motion = self.encode_motion(motion_features, mask)
+        text = self.encode_text(caption_embeddings)
+        return (motion * text).sum(-1) / 2.0 + 0.5
+
+    forward = reward
+
+
+def filtered_info_nce(text: torch.Tensor, motion: torch.Tensor, caption_embeddings: torch.Tensor,
+                      temperature: float = 0.1, threshold: float = 0.8) -> torch.Tensor:
+    """Symmetric InfoNCE over unit latents (B, D) with cosine logits / temperature; off-diagonal pairs whose
+    caption embeddings (B, 384, unit norm) have cosine > ``threshold`` are removed from the denominators."""
+    logits = text @ motion.T / temperature
+    captions = nn.functional.normalize(caption_embeddings, dim=-1)
+    too_similar = (captions @ captions.T) > threshold
+    too_similar.fill_diagonal_(False)
+    logits = logits.masked_fill(too_similar, float("-inf"))
+    target = torch.arange(len(text))
+    return 0.5 * (nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(logits.T, target))
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class CaptionedMotions:
+    """Clips (T_i, 263) raw features with the MiniLM embeddings of their captions (n_i, 384) each."""
+
+    clips: list[np.ndarray]
+    caption_embeddings: list[np.ndarray]
+
+    def __post_init__(self) -> None:
+        if len(self.clips) != len(self.caption_embeddings):
+            raise ArtifactError(f"captioned motions: {len(self.clips)} clips but "
+                                f"{len(self.caption_embeddings)} caption sets")
+        for index, (clip, emb) in enumerate(zip(self.clips, self.caption_embeddings)):
+            if clip.ndim != 2 or clip.shape[1] != FEATURE_DIM or len(clip) == 0:
+                raise ArtifactError(f"captioned motions: clip {index} has shape {clip.shape}, expected (T>0, {FEATURE_DIM})")
+            if emb.ndim != 2 or len(emb) == 0 or emb.shape[1] != EMBEDDING_DIM:
+                raise ArtifactError(f"captioned motions: clip {index} caption embeddings have shape {emb.shape}, "
+                                    f"expected (n>0, {EMBEDDING_DIM})")
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def sample_captions(self, rng: np.random.Generator) -> np.ndarray:
+        """One caption embedding per clip (N, 384), drawn uniformly among the clip's captions."""
+        return np.stack([emb[rng.integers(len(emb))] for emb in self.caption_embeddings]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class RewardTraining:
+    """Training options (TMR: AdamW lr 1e-4, batch 32, temperature 0.1, filter threshold 0.8)."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    temperature: float = 0.1
+    negative_threshold: float = 0.8
+    grad_clip: float = 1.0
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "lr", "temperature", "grad_clip"):
+            if not getattr(self, name) > 0:
+                raise ArtifactError(f"reward training: '{name}' must be > 0, got {getattr(self, name)!r}")
+        if self.batch_size < 2:
+            raise ArtifactError("reward training: 'batch_size' must be >= 2 (negatives come from the batch)")
+        if not -1.0 <= self.negative_threshold <= 1.0:
+            raise ArtifactError(f"reward training: 'negative_threshold' must be in [-1, 1], got {self.negative_threshold}")
+
+
+@dataclass
+class RewardHistory:
+    """Per-epoch curves and the chosen epoch (1-based)."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_top1: list[float] = field(default_factory=list)
+    val_top3: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+
+
+def _padded(clips: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    features, lengths = pad_clips(clips)
+    return features, torch.arange(features.shape[1])[None, :] < lengths[:, None]
+
+
+@torch.no_grad()
+def embed_pairs(model: RewardModel, clips: Sequence[np.ndarray], caption_embeddings: np.ndarray,
+                batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Unit latents of motions (N, D) and of their captions (N, D), float64."""
+    was_training = model.training
+    model.eval()
+    motions, texts = [], []
+    for start in range(0, len(clips), batch_size):
+        features, mask = _padded(clips[start : start + batch_size])
+        motions.append(model.encode_motion(features, mask).double().numpy())
+        texts.append(model.encode_text(torch.from_numpy(caption_embeddings[start : start + batch_size])).double().numpy())
+    model.train(was_training)
+    return np.concatenate(motions), np.concatenate(texts)
+
+
+def retrieval_scores(model: RewardModel, data: CaptionedMotions, rng: np.random.Generator,
+                     replications: int = 5, batch: int = R_PRECISION_BATCH) -> dict[str, float]:
+    """Text -> motion retrieval in shuffled batches of ``batch`` (ranked by cosine), averaged over
+    ``replications`` caption draws, plus the mean reward of matched and of mismatched pairs."""
+    if len(data) < batch:
+        raise ArtifactError(f"reward retrieval: needs >= {batch} clips, got {len(data)}")
+    hits, positive, negative = [], [], []
+    for _ in range(replications):
+        captions = data.sample_captions(rng)
+        motion, text = embed_pairs(model, data.clips, captions)
+        order = rng.permutation(len(data))
+        for chunk in order[: len(order) // batch * batch].reshape(-1, batch):
+            # Unit vectors: ranking by Euclidean distance is ranking by cosine.
+            hits.append(r_precision_batch(text[chunk], motion[chunk], 3))
+            cosine = text[chunk] @ motion[chunk].T
+            positive.append(np.diag(cosine).mean() / 2 + 0.5)
+            negative.append((cosine.sum() - np.trace(cosine)) / (batch * (batch - 1)) / 2 + 0.5)
+    top = np.mean(hits, axis=0)
+    return {"top1": float(top[0]), "top2": float(top[1]), "top3": float(top[2]),
+            "matched_reward": float(np.mean(positive)), "mismatched_reward": float(np.mean(negative))}
+
+
+@torch.no_grad()
+def contrastive_loss(model: RewardModel, data: CaptionedMotions, options: RewardTraining, batch_size: int = 64) -> float:
+    """Mean filtered InfoNCE of ``data`` in fixed batches (index order) with each clip's first caption."""
+    was_training = model.training
+    model.eval()
+    losses = []
+    for chosen in [b for b in np.array_split(np.arange(len(data)), -(-len(data) // batch_size)) if len(b) >= 2]:
+        features, mask = _padded([data.clips[i] for i in chosen])
+        captions = torch.from_numpy(np.stack([data.caption_embeddings[i][0] for i in chosen]).astype(np.float32))
+        losses.append(float(filtered_info_nce(model.encode_text(captions), model.encode_motion(features, mask), captions,
+                                              options.temperature, options.negative_threshold)))
+    model.train(was_training)
+    return float(np.mean(losses))
+
+
+def train_reward(model: RewardModel, train: CaptionedMotions, val: CaptionedMotions, options: RewardTraining,
+                 progress: bool = True) -> RewardHistory:
+    """Train with AdamW and the filtered InfoNCE; keep the epoch with the lowest val loss, scoring val
+    retrieval on the way (NaN for a val split under 32 clips)."""
+    if len(val) < 2:
+        raise ArtifactError(f"reward training: the val split has {len(val)} clips, needs >= 2")
+    torch.manual_seed(options.seed)
+    rng = np.random.default_rng(options.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    history = RewardHistory()
+    best_loss, best_state = None, None
+    for epoch in range(1, options.epochs + 1):
+        model.train()
+        batches = length_bucketed_batches(np.array([len(c) for c in train.clips]), options.batch_size, rng)
+        captions = train.sample_captions(rng)
+        losses = []
+        for chosen in tqdm(batches, desc=f"reward epoch {epoch}/{options.epochs}", disable=not progress, leave=False):
+            features, mask = _padded([train.clips[i] for i in chosen])
+            caption_batch = torch.from_numpy(captions[chosen])
+            loss = filtered_info_nce(model.encode_text(caption_batch), model.encode_motion(features, mask), caption_batch,
+                                     options.temperature, options.negative_threshold)
+            if not torch.isfinite(loss):
+                raise ArtifactError(f"reward training: non-finite loss at epoch {epoch}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        val_loss = contrastive_loss(model, val, options)
+        if len(val) >= R_PRECISION_BATCH:
+            scores = retrieval_scores(model, val, np.random.default_rng([options.seed, 1]), replications=2)
+        else:
+            scores = {"top1": float("nan"), "top3": float("nan")}
+        history.train_loss.append(float(np.mean(losses)))
+        history.val_loss.append(val_loss)
+        history.val_top1.append(scores["top1"])
+        history.val_top3.append(scores["top3"])
+        if best_loss is None or val_loss < best_loss:
+            best_loss, best_state, history.best_epoch = val_loss, copy.deepcopy(model.state_dict()), epoch
+    model.load_state_dict(best_state)
+    model.eval()
+    return history
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def save_reward_model(path: str | Path, model: RewardModel) -> None:
+    """``torch.save`` of {"config": dict, "state_dict": tensors}, written atomically."""
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save({"config": asdict(model.config), "state_dict": model.state_dict()}, tmp)
+
+
+def load_reward_model(path: str | Path) -> RewardModel:
+    """The reward model saved by :func:`save_reward_model`, in eval mode (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ArtifactError(f"{path}: cannot read as a torch checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:
+        raise ArtifactError(f"{path}: missing field 'config' or 'state_dict'")
+    model = RewardModel(RewardConfig.from_dict(dict(payload["config"])))
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise ArtifactError(f"{path}: field 'state_dict' does not fit the config ({str(exc).splitlines()[0]})") from None
+    model.eval()
+    return model
