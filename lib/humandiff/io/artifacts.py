@@ -144,3 +144,36 @@ def load_params(path: str | Path, section: str) -> dict:
     if section not in params:
         raise ArtifactError(f"{path}: missing section '{section}'")
     return params[section]
+
+
+def save_checkpoint(path: str | Path, config: dict, state_dict: dict) -> None:
+    """``torch.save`` of {"config": dict, "state_dict": tensors}, written atomically."""
+    import torch
+
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save({"config": config, "state_dict": state_dict}, tmp)
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict, dict]:
+    """(config, state_dict) saved by :func:`save_checkpoint`, read with ``weights_only=True``."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ArtifactError(f"{path}: cannot read as a torch checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:
+        raise ArtifactError(f"{path}: missing field 'config' or 'state_dict'")
+    return dict(payload["config"]), payload["state_dict"]
+
+
+def restore_state(model, state_dict: dict, path: str | Path):
+    """Load ``state_dict`` into ``model`` (returned in eval mode); a mismatch names the file."""
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        raise ArtifactError(f"{path}: field 'state_dict' does not fit the config ({str(exc).splitlines()[0]})") from None
+    return model.eval()

@@ -29,7 +29,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from tqdm import tqdm
 
 from humandiff.eval.t2m import R_PRECISION_BATCH, r_precision_replications
-from humandiff.io import ArtifactError, atomic_path
+from humandiff.io import ArtifactError, load_checkpoint, restore_state, save_checkpoint
 from humandiff.motion.hml3d import CONTACTS, FEATURE_DIM
 from humandiff.text.tokens import WORD_DIM, TokenTable
 
@@ -429,25 +429,10 @@ def train_evaluator(model: MatchingEvaluator, train: CaptionedClips, val: Captio
 
 def save_evaluator(path: str | Path, model: MatchingEvaluator) -> None:
     """``torch.save`` of {"config": dict, "state_dict": tensors}, written atomically."""
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save({"config": asdict(model.config), "state_dict": model.state_dict()}, tmp)
+    save_checkpoint(path, asdict(model.config), model.state_dict())
 
 
 def load_evaluator(path: str | Path) -> MatchingEvaluator:
     """The evaluator saved by :func:`save_evaluator`, in eval mode (``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"{path}: file not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ArtifactError(f"{path}: cannot read as a torch checkpoint ({type(exc).__name__})") from None
-    if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:
-        raise ArtifactError(f"{path}: missing field 'config' or 'state_dict'")
-    model = MatchingEvaluator(EvaluatorConfig.from_dict(dict(payload["config"])))
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        raise ArtifactError(f"{path}: field 'state_dict' does not fit the config ({str(exc).splitlines()[0]})") from None
-    model.eval()
-    return model
+    config, state = load_checkpoint(path)
+    return restore_state(MatchingEvaluator(EvaluatorConfig.from_dict(config)), state, path)

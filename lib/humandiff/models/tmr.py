@@ -30,7 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 from humandiff.eval.t2m import R_PRECISION_BATCH, r_precision_batch
-from humandiff.io import ArtifactError, atomic_path
+from humandiff.io import ArtifactError, load_checkpoint, restore_state, save_checkpoint
 from humandiff.models.evaluator import length_bucketed_batches, pad_clips
 from humandiff.motion.hml3d import FEATURE_DIM
 from humandiff.text.encoder import EMBEDDING_DIM
@@ -361,25 +361,10 @@ def train_reward(model: RewardModel, train: CaptionedMotions, val: CaptionedMoti
 
 def save_reward_model(path: str | Path, model: RewardModel) -> None:
     """``torch.save`` of {"config": dict, "state_dict": tensors}, written atomically."""
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save({"config": asdict(model.config), "state_dict": model.state_dict()}, tmp)
+    save_checkpoint(path, asdict(model.config), model.state_dict())
 
 
 def load_reward_model(path: str | Path) -> RewardModel:
     """The reward model saved by :func:`save_reward_model`, in eval mode (``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"{path}: file not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ArtifactError(f"{path}: cannot read as a torch checkpoint ({type(exc).__name__})") from None
-    if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:
-        raise ArtifactError(f"{path}: missing field 'config' or 'state_dict'")
-    model = RewardModel(RewardConfig.from_dict(dict(payload["config"])))
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        raise ArtifactError(f"{path}: field 'state_dict' does not fit the config ({str(exc).splitlines()[0]})") from None
-    model.eval()
-    return model
+    config, state = load_checkpoint(path)
+    return restore_state(RewardModel(RewardConfig.from_dict(config)), state, path)
