@@ -1,0 +1,380 @@
+"""A text-to-motion diffusion prior in the style of MDM (Tevet et al., 2023).
+
+A transformer encoder over the frames of normalised 263-d HumanML3D features. The denoising
+timestep and the caption's 384-d sentence embedding are embedded, summed and enter as one extra
+token in front of the frames; sinusoidal positions are added to every token; padded frames are
+hidden from attention by a key padding mask. The network predicts the clean motion ``x0``.
+
+``frames_per_token = P > 1`` (not in MDM, which uses 1) lets one token carry P consecutive frames
+(linear in and out projections of P x 263 values): attention and feed-forward cost drop about
+P-fold, which is what makes a useful prior trainable in minutes on two CPU cores. HumanML3D
+already crops in units of 4 frames, and 4x temporal downsampling is what token-based
+text-to-motion models use on this data.
+Classifier-free guidance: training zeroes the caption embedding of a share of the batch
+(``cond_drop``), so the zero embedding is the "no text" condition at sampling time.
+
+Besides the network this module holds the training loss (per sample, for reuse by preference
+fine-tuning), optional geometric losses on joints recovered with ``recover_from_ric``, a sampler
+(DDIM + classifier-free guidance over the shared diffusion core) and load/save helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from humandiff.diffusion import (
+    Denoiser,
+    NoiseSchedule,
+    classifier_free_guidance,
+    ddim_sample,
+    make_schedule,
+    prediction_target,
+    q_sample,
+)
+from humandiff.io.artifacts import ArtifactError, atomic_path, save_json
+from humandiff.motion.hml3d import recover_from_ric
+
+#: Foot joints whose contact labels sit in features[259:263] (left 7, 10; right 8, 11).
+FOOT_CONTACT_JOINTS = (7, 10, 8, 11)
+CONTACT_SLICE = slice(259, 263)
+
+
+@dataclass(frozen=True)
+class MDMConfig:
+    """Architecture and diffusion settings; defaults are the MDM paper's (FACTS.md section 4)."""
+
+    feature_dim: int = 263
+    text_dim: int = 384
+    latent_dim: int = 512
+    num_layers: int = 8
+    num_heads: int = 4
+    ff_dim: int = 1024
+    dropout: float = 0.1
+    frames_per_token: int = 1
+    diffusion_steps: int = 1000
+    schedule: str = "cosine"
+    cond_drop: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("feature_dim", "text_dim", "latent_dim", "num_layers", "num_heads", "ff_dim", "frames_per_token",
+                     "diffusion_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ArtifactError(f"MDMConfig: parameter '{name}' must be a positive integer, got {value!r}")
+        if self.latent_dim % self.num_heads or self.latent_dim % 2:
+            raise ArtifactError(
+                f"MDMConfig: parameter 'latent_dim'={self.latent_dim} must be even and divisible by 'num_heads'={self.num_heads}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ArtifactError(f"MDMConfig: parameter 'dropout' must lie in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.cond_drop <= 1.0:
+            raise ArtifactError(f"MDMConfig: parameter 'cond_drop' must lie in [0, 1], got {self.cond_drop}")
+        if self.schedule not in ("cosine", "linear"):
+            raise ArtifactError(f"MDMConfig: parameter 'schedule' must be 'cosine' or 'linear', got {self.schedule!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "MDMConfig":
+        """Config from a mapping (e.g. params.yaml or config.json); unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ArtifactError(f"MDMConfig: unknown parameter(s) {', '.join(unknown)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def noise_schedule(self) -> NoiseSchedule:
+        return make_schedule(self.schedule, self.diffusion_steps)
+
+
+def sinusoidal_embedding(positions: Tensor, dim: int) -> Tensor:
+    """Transformer sinusoids (..., dim) of integer or real ``positions`` (...): sin on even, cos on odd dims."""
+    half = dim // 2
+    frequencies = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=positions.device) * 2.0 / dim)
+    angles = positions.to(torch.float32)[..., None] * frequencies
+    return torch.stack([angles.sin(), angles.cos()], -1).flatten(-2)
+
+
+class MotionDiffusionModel(nn.Module):
+    """MDM-style denoiser: ``(x_t (B, T, 263), t (B,), text_emb (B, 384), mask (B, T)) -> x0_hat (B, T, 263)``.
+
+    ``mask`` is True on real frames (all frames when ``None``); outputs on padded frames are 0
+    and valid frames never attend to padded ones, so padding cannot change them. ``text_emb =
+    None`` (or zeros) is the unconditional model. With ``frames_per_token = P``, frames are
+    grouped in P's from the first; padded frames inside a token are zeroed on input, so a length
+    that is a multiple of P (as training crops are) gives tokens of real frames only.
+    """
+
+    def __init__(self, config: MDMConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.latent_dim
+        P = config.frames_per_token
+        self.input_proj = nn.Linear(P * config.feature_dim, d)
+        self.text_proj = nn.Linear(config.text_dim, d)
+        self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        layer = nn.TransformerEncoderLayer(d, config.num_heads, config.ff_dim, config.dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        # pre-norm layers with a final norm: stable without a long warm-up, which short CPU runs lack
+        self.encoder = nn.TransformerEncoder(layer, config.num_layers, norm=nn.LayerNorm(d), enable_nested_tensor=False)
+        self.output_proj = nn.Linear(d, P * config.feature_dim)
+
+    def condition(self, t: Tensor, text_emb: Tensor | None) -> Tensor:
+        """The condition token (B, d): embedded timestep plus projected caption embedding."""
+        token = self.time_mlp(sinusoidal_embedding(t, self.config.latent_dim).to(self.input_proj.weight.dtype))
+        if text_emb is None:
+            text_emb = torch.zeros(t.shape[0], self.config.text_dim, dtype=token.dtype, device=token.device)
+        return token + self.text_proj(text_emb)
+
+    def forward(self, x_t: Tensor, t: Tensor, text_emb: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        B, T, feature_dim = x_t.shape
+        if feature_dim != self.config.feature_dim:
+            raise ArtifactError(f"MotionDiffusionModel: x_t has {feature_dim} features, expected {self.config.feature_dim}")
+        if t.shape != (B,):
+            raise ArtifactError(f"MotionDiffusionModel: t has shape {tuple(t.shape)}, expected ({B},)")
+        if text_emb is not None and text_emb.shape != (B, self.config.text_dim):
+            raise ArtifactError(f"MotionDiffusionModel: text_emb has shape {tuple(text_emb.shape)}, expected ({B}, {self.config.text_dim})")
+        if mask is not None and mask.shape != (B, T):
+            raise ArtifactError(f"MotionDiffusionModel: mask has shape {tuple(mask.shape)}, expected ({B}, {T})")
+        P = self.config.frames_per_token
+        n_tokens = -(-T // P)
+        frames = x_t if mask is None else x_t * mask[..., None].to(x_t.dtype)
+        frames = F.pad(frames, (0, 0, 0, n_tokens * P - T)).reshape(B, n_tokens, P * feature_dim)
+        tokens = torch.cat([self.condition(t, text_emb)[:, None], self.input_proj(frames)], 1)
+        tokens = tokens + sinusoidal_embedding(torch.arange(n_tokens + 1, device=x_t.device), self.config.latent_dim).to(tokens.dtype)
+        padding = None
+        if mask is not None:
+            token_valid = F.pad(mask.bool(), (0, n_tokens * P - T)).reshape(B, n_tokens, P).any(-1)
+            padding = torch.cat([torch.zeros(B, 1, dtype=torch.bool, device=x_t.device), ~token_valid], 1)
+        hidden = self.encoder(tokens, src_key_padding_mask=padding)
+        out = self.output_proj(hidden[:, 1:]).reshape(B, n_tokens * P, feature_dim)[:, :T]
+        return out if mask is None else out * mask[..., None].to(out.dtype)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses
+
+
+@dataclass(frozen=True)
+class GeometryWeights:
+    """Weights of MDM's optional geometric losses on joints recovered from denormalised features.
+
+    ``joints``: squared joint position error; ``velocity``: squared error of joint velocities;
+    ``foot_contact``: squared velocity of the predicted feet on frames where the real motion's
+    contact labels say the foot is planted. ``mean``/``std`` (263,) undo the normalisation.
+    """
+
+    mean: Tensor
+    std: Tensor
+    joints: float = 0.0
+    velocity: float = 0.0
+    foot_contact: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.joints > 0 or self.velocity > 0 or self.foot_contact > 0
+
+
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Per-sample mean (B,) of ``values`` (B, T, ...) over the frames where ``mask`` (B, T) is True."""
+    weights = mask.to(values.dtype).reshape(mask.shape + (1,) * (values.dim() - 2)).expand_as(values)
+    return (values * weights).flatten(1).sum(1) / weights.flatten(1).sum(1).clamp(min=1.0)
+
+
+def geometry_losses(pred: Tensor, target: Tensor, mask: Tensor, weights: GeometryWeights) -> dict[str, Tensor]:
+    """Per-sample geometric losses (B,) for normalised features ``pred``/``target`` (B, T, 263)."""
+    mean, std = weights.mean.to(pred), weights.std.to(pred)
+    joints_pred = recover_from_ric(pred * std + mean)
+    joints_true = recover_from_ric(target * std + mean)
+    pair_mask = mask[:, 1:] & mask[:, :-1]
+    losses: dict[str, Tensor] = {}
+    if weights.joints > 0:
+        losses["joints"] = _masked_mean((joints_pred - joints_true).square(), mask)
+    if weights.velocity > 0:
+        velocity_error = joints_pred.diff(dim=1) - joints_true.diff(dim=1)
+        losses["velocity"] = _masked_mean(velocity_error.square(), pair_mask)
+    if weights.foot_contact > 0:
+        contact = ((target[..., CONTACT_SLICE] * std[CONTACT_SLICE] + mean[CONTACT_SLICE]) > 0.5)[:, :-1]
+        foot_velocity = joints_pred[:, :, list(FOOT_CONTACT_JOINTS)].diff(dim=1)
+        planted = foot_velocity.square() * contact[..., None].to(pred.dtype)
+        losses["foot_contact"] = _masked_mean(planted, pair_mask)
+    return losses
+
+
+def denoising_loss(
+    model: Callable[..., Tensor],
+    schedule: NoiseSchedule,
+    x0: Tensor,
+    t: Tensor,
+    noise: Tensor,
+    *,
+    text_emb: Tensor | None,
+    mask: Tensor,
+    geometry: GeometryWeights | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Per-sample loss (B,) of the x0-predicting denoiser on ``x0`` (B, T, 263) at timesteps ``t`` (B,).
+
+    Masked mean squared error over real frames plus the weighted geometric losses; returns the
+    total and its parts (each (B,)). ``noise`` (B, T, 263) makes it deterministic, so a reference
+    and a fine-tuned model can be scored on the same draw (preference fine-tuning).
+    """
+    x_t = q_sample(schedule, x0, t, noise)
+    pred = model(x_t, t, text_emb=text_emb, mask=mask)
+    target = prediction_target("x0", x0, noise)
+    parts = {"mse": _masked_mean((pred.float() - target).square(), mask)}
+    total = parts["mse"]
+    if geometry is not None and geometry.active:
+        for name, value in geometry_losses(pred.float(), target, mask, geometry).items():
+            parts[name] = value
+            total = total + getattr(geometry, name) * value
+    return total, parts
+
+
+def training_loss(
+    model: Callable[..., Tensor],
+    batch: dict,
+    generator: torch.Generator,
+    *,
+    schedule: NoiseSchedule,
+    cond_drop: float,
+    geometry: GeometryWeights | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """Scalar training loss for a collated batch (see :func:`humandiff.data.collate_motion`).
+
+    Timesteps are uniform in [0, T); ``cond_drop`` of the samples get a zero caption embedding
+    (classifier-free guidance). All randomness comes from ``generator``.
+    """
+    x0, mask, text = batch["motion"], batch["mask"], batch["text_emb"]
+    B = x0.shape[0]
+    t = torch.randint(0, schedule.num_timesteps, (B,), generator=generator)
+    noise = torch.randn(x0.shape, generator=generator)
+    keep = (torch.rand(B, generator=generator) >= cond_drop).to(text.dtype)
+    total, parts = denoising_loss(model, schedule, x0, t, noise, text_emb=text * keep[:, None], mask=mask, geometry=geometry)
+    return total.mean(), {name: float(value.detach().mean()) for name, value in parts.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling
+
+
+def guided_denoiser(model: nn.Module, text_emb: Tensor | None, guidance_scale: float = 2.5) -> Denoiser:
+    """A denoiser ``(x_t, t, mask=...) -> x0_hat`` with the caption and classifier-free guidance bound.
+
+    ``text_emb`` (B, 384) or ``None`` (unconditional, as DNO runs the prior). ``guidance_scale``
+    1 gives the plain conditional model; MDM samples with 2.5.
+    """
+    if text_emb is None:
+        return lambda x_t, t, **kw: model(x_t, t, text_emb=None, **kw)
+    if guidance_scale == 1.0:
+        return lambda x_t, t, **kw: model(x_t, t, text_emb=text_emb, **kw)
+    return classifier_free_guidance(model, guidance_scale, {"text_emb": text_emb}, {"text_emb": torch.zeros_like(text_emb)})
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """Seed of sample ``index`` under ``seed``: samples do not depend on batching or order."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    text_emb: Tensor | None,
+    lengths: Sequence[int],
+    *,
+    num_steps: int = 50,
+    guidance_scale: float = 2.5,
+    eta: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> list[Tensor]:
+    """Sample one normalised motion (T_i, 263) per caption embedding ``text_emb`` (K, 384) and length.
+
+    DDIM with ``num_steps`` trailing-spaced steps and classifier-free guidance. Sample ``i``'s
+    initial (and per-step, for ``eta > 0``) noise comes from its own generator seeded with
+    :func:`sample_seed`, so results do not depend on ``batch_size``; clips of similar length are
+    batched together to save padding. With ``frames_per_token = P`` a motion is generated at its
+    length rounded up to a multiple of P (the lengths the model was trained on) and cut.
+    """
+    lengths = [int(n) for n in lengths]
+    if text_emb is not None and text_emb.shape[0] != len(lengths):
+        raise ArtifactError(f"generate: {text_emb.shape[0]} caption embeddings for {len(lengths)} lengths")
+    if not lengths or min(lengths) < 1:
+        raise ArtifactError("generate: parameter 'lengths' must be non-empty and positive")
+    if batch_size < 1:
+        raise ArtifactError(f"generate: parameter 'batch_size' must be >= 1, got {batch_size}")
+    was_training = model.training
+    model.eval()
+    feature_dim, P = model.config.feature_dim, model.config.frames_per_token
+    full = [-(-n // P) * P for n in lengths]
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    results: list[Tensor | None] = [None] * len(lengths)
+    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    stochastic_steps = num_steps - 1 if eta > 0 else 0
+    for chunk in tqdm(chunks, desc="sample", disable=not progress):
+        t_max = max(full[i] for i in chunk)
+        x_T = torch.zeros(len(chunk), t_max, feature_dim)
+        step_noise = torch.zeros(stochastic_steps, len(chunk), t_max, feature_dim) if stochastic_steps else None
+        for b, i in enumerate(chunk):
+            generator = torch.Generator().manual_seed(sample_seed(seed, i))
+            x_T[b, : full[i]] = torch.randn(full[i], feature_dim, generator=generator)
+            if step_noise is not None:
+                step_noise[:, b, : full[i]] = torch.randn(stochastic_steps, full[i], feature_dim, generator=generator)
+        mask = torch.arange(t_max)[None, :] < torch.tensor([full[i] for i in chunk])[:, None]
+        emb = None if text_emb is None else text_emb[torch.as_tensor(chunk)].float()
+        denoiser = guided_denoiser(model, emb, guidance_scale)
+        out = ddim_sample(denoiser, x_T, schedule, num_steps=num_steps, prediction="x0", eta=eta,
+                          noise=step_noise, model_kwargs={"mask": mask})
+        for b, i in enumerate(chunk):
+            results[i] = out[b, : lengths[i]].clone()
+    model.train(was_training)
+    return results  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def save_mdm(model_file: str | Path, config_file: str | Path, state_dict: dict[str, Tensor], config: MDMConfig) -> None:
+    """Write the weights (``torch.save`` of a state dict) and the config (JSON), each atomically."""
+    with atomic_path(model_file, suffix=".pt") as tmp:
+        torch.save(state_dict, tmp)
+    save_json(config_file, config.to_dict())
+
+
+def load_mdm(model_file: str | Path, config_file: str | Path) -> tuple[MotionDiffusionModel, MDMConfig]:
+    """The model in eval mode and its config, from :func:`save_mdm`'s files."""
+    config_file, model_file = Path(config_file), Path(model_file)
+    if not config_file.is_file():
+        raise ArtifactError(f"{config_file}: file not found")
+    if not model_file.is_file():
+        raise ArtifactError(f"{model_file}: file not found")
+    try:
+        config = MDMConfig.from_dict(json.loads(config_file.read_text()))
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{config_file}: not valid JSON ({exc})") from None
+    model = MotionDiffusionModel(config)
+    try:
+        state = torch.load(model_file, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError) as exc:
+        message = str(exc).splitlines()[0]
+        raise ArtifactError(f"{model_file}: weights do not fit {config_file} ({message})") from None
+    model.eval()
+    return model, config
