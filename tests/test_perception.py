@@ -1,0 +1,375 @@
+"""The perception network (humandiff.models.perception) and its stages (train_perception, extract)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from humandiff.body import load_body_model, posed_joints
+from humandiff.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from humandiff.imaging import SHARD_FIELDS, BodyAssets, RenderSettings, RenderUnit, ShardWriter, render_unit
+from humandiff.imaging.dataset import TRAINING_FIELDS, PerceptionDataset, colour_jitter
+from humandiff.imaging.extraction import dequantise_heatmaps, load_extraction, quantise_heatmaps
+from humandiff.io import save_parquet
+from humandiff.io.artifacts import ArtifactError
+from humandiff.models.perception import (
+    LossWeights,
+    PerceptionConfig,
+    PerceptionNet,
+    gaussian_heatmaps,
+    heatmap_to_image,
+    image_to_heatmap,
+    load_perception,
+    peak_confidence,
+    perception_loss,
+    refine_peaks,
+    sample_pose_distribution,
+    save_perception,
+    smpl_joints_from_rotations,
+    soft_argmax_2d,
+    translation_to_weak,
+    weak_to_translation,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+BODY = REPO / "data/body/anny_smpl_neutral.npz"
+SIZE = 64
+TINY = dict(image_size=SIZE, widths=(8, 12, 16, 24, 32), blocks=(1, 1, 1, 1), head_width=12, token_dim=16,
+            regressor_width=64, ief_iterations=2)
+
+
+def _stage(name: str):
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from a second thread, and on a shared machine two threads wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def body_model():
+    return load_body_model(BODY)
+
+
+def _records(body_model, count: int, seed: int) -> list[dict]:
+    """``count`` rendered single images of random poses (64 px)."""
+    rng = np.random.default_rng(seed)
+    body, settings = BodyAssets.from_model(body_model), RenderSettings(image_size=SIZE)
+    records = []
+    for number in range(count):
+        unit = RenderUnit("train", "single", "000000", np.array([number]), 1, -1, (seed, 0, number),
+                          global_orient=np.array([[0.0, rng.uniform(-np.pi, np.pi), 0.0]], np.float32),
+                          body_pose=rng.normal(0, 0.25, (1, 69)).astype(np.float32),
+                          transl=np.zeros((1, 3), np.float32), betas=rng.normal(0, 0.5, 10).astype(np.float32))
+        records += render_unit(unit, body, settings)
+    return records
+
+
+@pytest.fixture(scope="module")
+def tiny_arrays(body_model) -> dict[str, np.ndarray]:
+    records = _records(body_model, 12, 0)
+    return {name: np.stack([r[name] for r in records]) for name in SHARD_FIELDS}
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory, body_model) -> Path:
+    """A tiny image-set folder: 12 train, 4 val, 6 test images."""
+    root = tmp_path_factory.mktemp("images")
+    writer = ShardWriter(root, shard_size=5)
+    for set_name, count, seed in (("train", 12, 0), ("val", 4, 1), ("test", 6, 2)):
+        for record in _records(body_model, count, seed):
+            writer.add(set_name, "000000", -1, record)
+    save_parquet(root / "index.parquet", writer.close())
+    (root.parent / "render.json").write_text(json.dumps({"render_images_per_s": 12.5}))
+    return root
+
+
+# ---------------------------------------------------------------------------------- heatmap decoding
+def test_soft_argmax_and_refined_peak_recover_a_known_subpixel_peak():
+    centre = torch.tensor([[[10.3, 7.6], [2.2, 28.7]]])
+    maps = gaussian_heatmaps(centre, 32, 32, sigma=1.0)
+    assert torch.allclose(maps.sum((-2, -1)), torch.ones(1, 2))
+    coords, probs = soft_argmax_2d(torch.log(maps.clamp_min(1e-30)))
+    assert torch.allclose(probs, maps, atol=1e-6)
+    assert torch.allclose(coords[0, 0], centre[0, 0], atol=0.01)  # far from the border: the expectation is exact
+    refined = refine_peaks(maps, window=5)
+    assert torch.allclose(refined, centre, atol=0.06)
+    # heatmap cell <-> image pixel conversion round-trips (stride 4, pixel-centre convention)
+    assert torch.allclose(image_to_heatmap(heatmap_to_image(centre)), centre)
+    assert torch.allclose(heatmap_to_image(torch.tensor([0.0, 0.0])), torch.tensor([1.5, 1.5]))
+
+
+def test_peak_confidence_is_one_for_the_target_and_low_for_a_flat_map():
+    target = gaussian_heatmaps(torch.tensor([[[12.0, 9.0]]]), 32, 32, sigma=1.0)
+    peaks = refine_peaks(target)
+    assert peak_confidence(target, peaks, 1.0).item() == pytest.approx(1.0, abs=1e-3)
+    flat = torch.full((1, 1, 32, 32), 1.0 / 1024)
+    assert peak_confidence(flat, refine_peaks(flat), 1.0).item() < 0.05
+
+
+def test_sampling_the_pose_distribution_reads_the_depth_at_the_sampled_cell():
+    probs = torch.zeros(1, 2, 8, 8)
+    probs[0, 0, 3, 5] = 1.0
+    probs[0, 1, 6, 1] = 0.5
+    probs[0, 1, 2, 2] = 0.5
+    depth = torch.arange(2 * 64, dtype=torch.float32).reshape(1, 2, 8, 8)
+    poses = sample_pose_distribution(probs, depth, 200, torch.Generator().manual_seed(0))
+    assert poses.shape == (1, 200, 2, 3)
+    assert torch.equal(poses[0, :, 0], torch.tensor([5.0, 3.0, float(depth[0, 0, 3, 5])]).expand(200, 3))
+    second = {tuple(p.tolist()) for p in poses[0, :, 1]}
+    assert second == {(1.0, 6.0, float(depth[0, 1, 6, 1])), (2.0, 2.0, float(depth[0, 1, 2, 2]))}
+
+
+def test_heatmap_quantisation_round_trip():
+    maps = gaussian_heatmaps(torch.rand(3, 24, 2) * 31, 32, 32, 1.0).numpy()
+    quantised, maxima = quantise_heatmaps(maps)
+    assert quantised.dtype == np.uint8 and quantised.max() == 255
+    assert np.abs(dequantise_heatmaps(quantised, maxima) - maps).max() < 2e-3
+
+
+def test_packed_extraction_round_trip_and_missing_fields(tmp_path):
+    from humandiff.imaging.extraction import pack_predictions, save_extraction
+
+    rng = np.random.default_rng(0)
+    heatmaps = gaussian_heatmaps(torch.rand(2, 24, 2) * 15, 16, 16, 1.0).numpy()
+    depth_maps = rng.uniform(-0.5, 0.5, (2, 24, 16, 16)).astype(np.float32)
+    predictions = {"keypoints": rng.normal(size=(2, 24, 2)), "confidence": rng.uniform(size=(2, 24)),
+                   "heatmaps": heatmaps, "depth_maps": depth_maps, "depth": rng.normal(size=(2, 24)),
+                   "feature": rng.normal(size=(2, 32)), "tokens": rng.normal(size=(2, 16, 16)),
+                   "pose_6d": rng.normal(size=(2, 24, 6)), "global_orient": rng.normal(size=(2, 3)),
+                   "body_pose": rng.normal(size=(2, 69)), "betas": rng.normal(size=(2, 10)), "cam": rng.normal(size=(2, 3)),
+                   "transl": rng.normal(size=(2, 3)), "joints_cam": rng.normal(size=(2, 24, 3))}
+    packed = pack_predictions(predictions, np.array(["a", "b"]), np.ones((2, 4)), 4, 64)
+    save_extraction(tmp_path / "x.npz", packed)
+    loaded = load_extraction(tmp_path / "x.npz")
+    assert list(loaded["image_id"]) == ["a", "b"] and int(loaded["heatmap_stride"]) == 4
+    assert np.abs(loaded["heatmaps"] - heatmaps).max() < 2e-3
+    kept = packed["heatmaps_q"] > 0
+    assert np.abs(loaded["depth_maps"] - depth_maps)[kept].max() <= 0.005 + 1e-6  # centimetre rounding
+    assert (loaded["depth_maps"][~kept] == 0).all() and kept.sum() < kept.size
+    del packed["tokens"]
+    with pytest.raises(ArtifactError, match="tokens"):
+        save_extraction(tmp_path / "y.npz", packed)
+    np.savez(tmp_path / "z.npz", **packed)
+    with pytest.raises(ArtifactError, match="tokens"):
+        load_extraction(tmp_path / "z.npz")
+
+
+# ---------------------------------------------------------------------------------- geometry
+def test_weak_perspective_round_trip():
+    cam = torch.tensor([[0.9, 0.1, -0.2], [1.4, 0.0, 0.3]])
+    focal = torch.tensor([200.0, 300.0])
+    translation = weak_to_translation(cam, focal, 128)
+    assert torch.allclose(translation[:, 2], 2 * focal / (128 * cam[:, 0]))
+    assert torch.allclose(translation_to_weak(translation, focal, 128), cam)
+
+
+def test_joints_from_rotation_matrices_match_posed_joints_even_at_a_half_turn(body_model):
+    rng = np.random.default_rng(3)
+    axis_angle = torch.tensor(rng.normal(0, 0.3, (3, 24, 3)), dtype=torch.float32)
+    axis_angle[0, 0] = torch.tensor([np.pi, 0.0, 0.0])  # upright body in a y-down camera
+    betas = torch.tensor(rng.normal(0, 1, (3, 10)), dtype=torch.float32)
+    transl = torch.tensor(rng.normal(0, 1, (3, 3)), dtype=torch.float32)
+    expected = posed_joints(body_model, axis_angle[:, 0], axis_angle[:, 1:].reshape(3, -1), betas, transl)
+    got = smpl_joints_from_rotations(body_model, axis_angle_to_matrix(axis_angle), betas, transl)
+    assert torch.allclose(got, expected, atol=1e-5)
+    rotations = axis_angle_to_matrix(axis_angle).requires_grad_(True)
+    smpl_joints_from_rotations(body_model, rotations, betas).sum().backward()
+    assert torch.isfinite(rotations.grad).all()
+
+
+# ---------------------------------------------------------------------------------- the network
+def test_network_output_shapes():
+    config = PerceptionConfig(**TINY)
+    model = PerceptionNet(config).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, SIZE, SIZE))
+    assert out["heatmap_logits"].shape == (2, 24, 16, 16) and out["depth_maps"].shape == (2, 24, 16, 16)
+    assert out["feature"].shape == (2, 32) and out["tokens"].shape == (2, 16, 16)
+    assert out["pose_6d"].shape == (2, 24, 6) and out["betas"].shape == (2, 10) and out["cam"].shape == (2, 3)
+    assert (out["cam"][:, 0] > 0).all()
+    with pytest.raises(ArtifactError, match="images must have shape"):
+        model(torch.rand(2, 3, 32, 32))
+    with pytest.raises(ArtifactError, match="image_size"):
+        PerceptionConfig(image_size=100)
+
+
+def test_untrained_regression_starts_upright_in_front_of_the_camera(body_model):
+    model = PerceptionNet(PerceptionConfig(**TINY)).eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, SIZE, SIZE))
+    from humandiff.geometry.rotations import rotation_6d_to_matrix
+
+    joints = smpl_joints_from_rotations(body_model, rotation_6d_to_matrix(out["pose_6d"]), out["betas"])
+    assert joints[0, 15, 1] < joints[0, 0, 1]  # head above the pelvis means smaller y in a y-down camera
+
+
+def test_a_few_training_steps_reduce_the_loss_on_a_tiny_rendered_set(tiny_arrays, body_model):
+    torch.manual_seed(0)
+    dataset = PerceptionDataset({name: tiny_arrays[name] for name in TRAINING_FIELDS})
+    batch = dataset.collate(range(len(dataset)))
+    model = PerceptionNet(PerceptionConfig(**TINY))
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    weights = LossWeights()
+    losses = []
+    for _ in range(12):
+        loss, terms = perception_loss(model(batch["images"]), batch, body_model, weights, SIZE)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss.detach()))
+    assert all(np.isfinite(losses))
+    assert np.mean(losses[-3:]) < 0.85 * losses[0]
+    assert set(terms) == {"heatmap", "keypoint", "depth", "joints3d", "joints2d", "rotations", "betas"}
+
+
+def test_colour_jitter_keeps_range_and_is_seeded():
+    images = torch.rand(4, 3, 8, 8)
+    first = colour_jitter(images, torch.Generator().manual_seed(1), 0.3)
+    again = colour_jitter(images, torch.Generator().manual_seed(1), 0.3)
+    assert torch.equal(first, again) and first.min() >= 0 and first.max() <= 1
+    assert not torch.equal(first, images)
+    assert torch.equal(colour_jitter(images, torch.Generator(), 0.0), images)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = PerceptionNet(PerceptionConfig(**TINY)).eval()
+    save_perception(tmp_path / "p.pt", model, {"sigma": 1.5})
+    loaded, extra = load_perception(tmp_path / "p.pt")
+    assert extra == {"sigma": 1.5}
+    image = torch.rand(1, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.equal(model(image)["pose_6d"], loaded(image)["pose_6d"])
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ArtifactError, match="bad.pt"):
+        load_perception(tmp_path / "bad.pt")
+
+
+# ---------------------------------------------------------------------------------- the stages
+def _params(tmp_path: Path, **overrides) -> Path:
+    params = {
+        "body": {"model_path": str(BODY)},
+        "train_perception": {
+            "seed": 0, "threads": 1, "steps": 4, "batch_size": 4, "lr": 2e-3, "weight_decay": 1e-4, "warmup_steps": 1,
+            "lr_decay": "cosine", "grad_clip": 10.0, "ema_decay": 0.9, "checkpoint_every": 2,
+            "widths": list(TINY["widths"]), "blocks": list(TINY["blocks"]), "head_width": TINY["head_width"],
+            "token_dim": TINY["token_dim"], "regressor_width": TINY["regressor_width"], "ief_iterations": 2,
+            "layout_channels": 4, "teacher_fraction": 0.5, "teacher_pixel_noise": 2.0, "teacher_depth_noise": 0.05,
+            "colour_jitter": 0.2, "sigma": 1.0, "occluded_weight": 0.5, "w_heatmap": 1.0, "w_keypoint": 1.0,
+            "w_depth": 1.0, "w_joints3d": 5.0, "w_joints2d": 0.02, "w_rotations": 1.0, "w_betas": 0.01,
+            "eval_batch_size": 8,
+        },
+        "extract": {"sets": ["val", "test"], "batch_size": 4, "threads": 1, "refine_window": 5, "chunk_images": 5,
+                    "sheet_images": 4},
+    }
+    for dotted, value in overrides.items():
+        section, key = dotted.split("__")
+        params[section][key] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def _train(tmp_path: Path, image_dir: Path, params: Path, *extra: str):
+    return CliRunner().invoke(_stage("train_perception"), [
+        "--params", str(params), "--images", str(image_dir), "--out", str(tmp_path / "model.pt"),
+        "--checkpoint", str(tmp_path / "state.pt"), "--plot", str(tmp_path / "loss.csv"),
+        "--metrics", str(tmp_path / "train.json"), *extra], catch_exceptions=False)
+
+
+def _extract(tmp_path: Path, image_dir: Path, params: Path, model: Path):
+    return CliRunner().invoke(_stage("extract"), [
+        "--params", str(params), "--images", str(image_dir), "--model", str(model),
+        "--render-metrics", str(image_dir.parent / "render.json"), "--out-dir", str(tmp_path / "perception"),
+        "--report", str(tmp_path / "perception.md"), "--figure", str(tmp_path / "fig/predictions.png"),
+        "--metrics", str(tmp_path / "perception.json")], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, image_dir) -> Path:
+    tmp = tmp_path_factory.mktemp("train")
+    interrupted = _train(tmp, image_dir, _params(tmp), "--stop-at", "2")  # as an interruption would
+    assert interrupted.exit_code == 0, interrupted.output
+    assert (tmp / "state.pt").is_file() and not (tmp / "model.pt").exists()
+    result = _train(tmp, image_dir, _params(tmp))
+    assert result.exit_code == 0, result.output
+    return tmp
+
+
+def test_train_stage_writes_model_curve_and_metrics(trained):
+    metrics = json.loads((trained / "train.json").read_text())
+    assert metrics["steps"] == 4 and metrics["train_images"] == 12 and metrics["val_images"] == 4
+    assert metrics["resumed_from"] == 2
+    assert 0 <= metrics["val_pck_0.1"] <= 1
+    curve = (trained / "loss.csv").read_text().splitlines()
+    assert curve[0].startswith("step,loss,heatmap") and len(curve) >= 2
+    model, extra = load_perception(trained / "model.pt")
+    assert model.config.image_size == SIZE and extra["steps"] == 4
+
+
+def test_extract_writes_network_outputs_not_ground_truth(tmp_path, trained, image_dir):
+    params = _params(tmp_path)
+    result = _extract(tmp_path, image_dir, params, trained / "model.pt")
+    assert result.exit_code == 0, result.output
+    test = load_extraction(tmp_path / "perception/test.npz")
+    assert test["keypoints"].shape == (6, 24, 2) and test["confidence"].shape == (6, 24)
+    assert test["heatmaps"].shape == (6, 24, 16, 16) and test["depth_maps"].shape == (6, 24, 16, 16)
+    assert test["feature"].shape == (6, 32) and test["tokens"].shape == (6, 16, 16) and test["tokens"].dtype == np.float16
+    assert test["pose_6d"].shape == (6, 24, 6) and test["body_pose"].shape == (6, 69) and test["transl"].shape == (6, 3)
+    assert np.allclose(test["heatmaps"].sum((-2, -1)), 1.0, atol=1e-4)
+    assert list(test["image_id"]) == [f"test_{i:06d}" for i in range(6)]
+
+    # Keypoints come from the network: far from the ground truth for a barely trained model, and
+    # unchanged when the ground truth in the shards is altered.
+    from humandiff.imaging import load_image_set, read_shard, write_shard
+
+    _, truth = load_image_set(image_dir, "test", ["joints_2d"])
+    assert np.abs(test["keypoints"] - truth["joints_2d"]).mean() > 1.0
+    altered = tmp_path / "altered"
+    import shutil
+
+    shutil.copytree(image_dir, altered)
+    shutil.copy(image_dir.parent / "render.json", tmp_path / "render.json")
+    for shard in sorted((altered / "test").glob("*.npz")):
+        arrays = read_shard(shard)
+        arrays["joints_2d"] = arrays["joints_2d"] + 7.0
+        write_shard(shard, arrays)
+    again_dir = tmp_path / "again"
+    again_dir.mkdir()
+    result = _extract(again_dir, altered, params, trained / "model.pt")
+    assert result.exit_code == 0, result.output
+    again = load_extraction(again_dir / "perception/test.npz")
+    assert np.array_equal(again["keypoints"], test["keypoints"])
+
+    metrics = json.loads((tmp_path / "perception.json").read_text())
+    for key in ("pck_0.05", "pck_0.1", "regression_mpjpe_mm", "regression_pa_mpjpe_mm", "test_images", "render_images_per_s"):
+        assert key in metrics
+    assert metrics["test_images"] == 6 and metrics["render_images_per_s"] == 12.5
+    assert "PCK@0.1" in (tmp_path / "perception.md").read_text()
+
+
+def test_bad_params_fail_with_one_line_and_no_output(tmp_path, trained, image_dir):
+    result = _train(tmp_path, image_dir, _params(tmp_path, train_perception__steps=0))
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "train_perception.steps" in result.output
+    assert not (tmp_path / "model.pt").exists()
+    result = _extract(tmp_path, image_dir, _params(tmp_path, extract__sets=["test", "bogus"]), trained / "model.pt")
+    assert result.exit_code == 2 and "extract.sets" in result.output and result.output.count("\n") == 1
+    assert not (tmp_path / "perception").exists() and not (tmp_path / "perception.json").exists()
+    result = _extract(tmp_path, image_dir, _params(tmp_path), tmp_path / "missing.pt")
+    assert result.exit_code == 2 and "missing.pt" in result.output
+    assert not (tmp_path / "perception").exists()
