@@ -30,8 +30,8 @@ from humandiff.models.ema import ema_copy, ema_update
 from humandiff.models.mdm import MDMConfig, MotionDiffusionModel, count_parameters, generate, training_loss
 
 #: The default preset's train_mdm sizes, used when params.yaml has no train_mdm section.
-FALLBACK = {"latent_dim": 256, "num_layers": 4, "num_heads": 4, "ff_dim": 1024, "batch_size": 64, "max_frames": 196,
-            "diffusion_steps": 1000}
+FALLBACK = {"latent_dim": 256, "num_layers": 4, "num_heads": 4, "ff_dim": 512, "frames_per_token": 4, "batch_size": 64,
+            "max_frames": 196, "diffusion_steps": 1000}
 
 
 def matmul_peak(size: int = 1024, seconds: float = 0.5) -> float:
@@ -76,14 +76,16 @@ def autocast(bf16: bool):
 @click.option("--latent-dim", type=int, default=None)
 @click.option("--num-layers", type=int, default=None)
 @click.option("--ff-dim", type=int, default=None)
+@click.option("--frames-per-token", type=int, default=None)
 @click.option("--batch-size", type=int, default=None)
-@click.option("--frames", type=int, default=120, show_default=True, help="Frames per training clip (mean bucketed length).")
+@click.option("--frames", type=int, default=104, show_default=True,
+              help="Frames per training clip (the default data's mean length, ~100, plus bucketed padding).")
 @click.option("--sample-batch", type=int, default=32, show_default=True)
-@click.option("--sample-frames", type=int, default=120, show_default=True)
+@click.option("--sample-frames", type=int, default=100, show_default=True)
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--repeats", type=int, default=5, show_default=True)
 @click.option("--out", "out_file", default="reports/bench/mdm.json", show_default=True, type=click.Path())
-def main(params_file, latent_dim, num_layers, ff_dim, batch_size, frames, sample_batch, sample_frames, threads, repeats, out_file):
+def main(params_file, latent_dim, num_layers, ff_dim, frames_per_token, batch_size, frames, sample_batch, sample_frames, threads, repeats, out_file):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     sizes = dict(FALLBACK)
@@ -91,11 +93,13 @@ def main(params_file, latent_dim, num_layers, ff_dim, batch_size, frames, sample
     if path.is_file():
         section = (yaml.safe_load(path.read_text()) or {}).get("train_mdm") or {}
         sizes.update({k: section[k] for k in FALLBACK if k in section})
-    for key, value in (("latent_dim", latent_dim), ("num_layers", num_layers), ("ff_dim", ff_dim), ("batch_size", batch_size)):
+    for key, value in (("latent_dim", latent_dim), ("num_layers", num_layers), ("ff_dim", ff_dim),
+                         ("frames_per_token", frames_per_token), ("batch_size", batch_size)):
         if value is not None:
             sizes[key] = value
     config = MDMConfig(latent_dim=sizes["latent_dim"], num_layers=sizes["num_layers"], num_heads=sizes["num_heads"],
-                       ff_dim=sizes["ff_dim"], diffusion_steps=sizes["diffusion_steps"])
+                       ff_dim=sizes["ff_dim"], frames_per_token=sizes["frames_per_token"],
+                       diffusion_steps=sizes["diffusion_steps"])
     frames = min(frames, sizes["max_frames"])
     schedule = config.noise_schedule()
     model = MotionDiffusionModel(config)

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from humandiff.body.model import load_body_model
-from humandiff.eval.mesh import acceleration_error, mpjpe, pa_mpjpe
+from humandiff.eval.mesh import acceleration_error
 from humandiff.imaging import SET_NAMES, atomic_directory, load_image_set, load_index
 from humandiff.imaging.draw import contact_sheet, draw_keypoints, label
 from humandiff.imaging.extraction import pack_predictions, save_extraction
@@ -89,6 +89,7 @@ def _report(metrics: dict, per_set: dict[str, dict], figure: str) -> str:
         f"| PCK@0.05 / @0.1, visible joints only | {test['pck_0.05_visible']:.3f} / {test['pck_0.1_visible']:.3f} |",
         f"| PCK@0.05 / @0.1, LSP-14 joints | {test['pck_0.05_lsp14']:.3f} / {test['pck_0.1_lsp14']:.3f} |",
         f"| mean keypoint error (px) | {test['keypoint_error_px']:.2f} |",
+        f"| share of PCK@0.1 misses that are left/right swaps | {test['swap_share_of_misses_0.1']:.2f} |",
         f"| regression MPJPE (mm, 24 joints, pelvis-aligned) | {test['regression_mpjpe_mm']:.1f} |",
         f"| regression PA-MPJPE (mm, 24 joints) | {test['regression_pa_mpjpe_mm']:.1f} |",
         f"| regression MPJPE / PA-MPJPE (mm, LSP-14) | {test['regression_mpjpe_lsp14_mm']:.1f} / {test['regression_pa_mpjpe_lsp14_mm']:.1f} |",
@@ -97,7 +98,9 @@ def _report(metrics: dict, per_set: dict[str, dict], figure: str) -> str:
         "",
         "PCK: a keypoint is correct within alpha x the larger side of the person's silhouette bounding",
         "box; joints outside the image are not counted. MPJPE after aligning the pelvis (joint 0);",
-        "PA-MPJPE after a similarity Procrustes alignment.",
+        "PA-MPJPE after a similarity Procrustes alignment. A swap is a miss that lands on the ground",
+        "truth of the joint's left/right twin: most misses are front/back confusions of the whole body,",
+        "not imprecise peaks (at 128 px the rendered body's front and back differ little).",
         "",
         "Other sets (same network):",
         "",

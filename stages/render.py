@@ -18,7 +18,16 @@ import numpy as np
 from tqdm import tqdm
 
 from humandiff.body.model import load_body_model
-from humandiff.imaging import RenderSettings, SetSizes, ShardWriter, atomic_directory, clip_table, plan_units, render_units
+from humandiff.imaging import (
+    RenderSettings,
+    SetSizes,
+    ShardWriter,
+    atomic_directory,
+    clip_table,
+    load_image_set,
+    plan_units,
+    render_units,
+)
 from humandiff.imaging.draw import contact_sheet, draw_keypoints, label
 from humandiff.io import ArtifactError, load_npz, load_parquet, save_json, save_parquet
 from humandiff.motion.video import write_image
@@ -44,8 +53,6 @@ def _pair(params_file: str, values: dict, key: str) -> tuple[float, float]:
 
 def _sheet(root: Path, index, columns: int) -> np.ndarray:
     """Rows of samples per set with their ground-truth 2D joints (rings: hidden joints)."""
-    from humandiff.imaging import load_image_set
-
     tiles = []
     for set_name in ("train", "val", "test", "multiview", "video"):
         rows = index[index["set"] == set_name]

@@ -110,7 +110,9 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
     train_split = load_motion_split(inputs[0], inputs[1], inputs[3], "train")
     mean, std = load_mean_std(inputs[2])
     dataset = MotionTextDataset(train_split, mean, std, max_frames=p["max_frames"], seed=p["seed"])
-    fingerprint = {"params": p, "model": config.to_dict(), "data": [file_digest(f) for f in inputs]}
+    # the thread count changes only float rounding: a run may resume with another one
+    fingerprint = {"params": {k: v for k, v in p.items() if k != "threads"}, "model": config.to_dict(),
+                   "data": [file_digest(f) for f in inputs]}
 
     torch.manual_seed(p["seed"])  # the initial weights
     model = MotionDiffusionModel(config)

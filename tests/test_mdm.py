@@ -297,6 +297,18 @@ def test_collate_pads_and_masks(train_set: MotionTextDataset):
     assert batch["text_emb"].shape == (4, 384) and batch["captions"] == [item["caption"] for item in items]
 
 
+def test_dataset_without_embeddings_gives_captions_only(corpus: Path):
+    split = load_motion_split(corpus / "hml/index.parquet", corpus / "hml/features.npz", None, ["val", "test"])
+    mean, std = load_mean_std(corpus / "hml/mean_std.npz", "eval")
+    dataset = MotionTextDataset(split, mean, std, random=False)
+    batch = collate_motion([dataset[i] for i in range(3)])
+    assert "text_emb" not in batch and batch["captions"] == [split.captions(i)[0] for i in range(3)]
+    assert set(split.index["split"]) == {"val", "test"}
+    # the leading crop, normalised with the evaluator's statistics
+    np.testing.assert_allclose(batch["motion"][0, : batch["lengths"][0]].numpy(),
+                               (split.clip(0)[: int(batch["lengths"][0])] - mean) / std, rtol=1e-5, atol=1e-5)
+
+
 def test_loader_errors_name_file_and_field(corpus: Path, tmp_path: Path):
     hml = corpus / "hml"
     with pytest.raises(ArtifactError, match="splits"):
@@ -405,7 +417,9 @@ def test_resume_matches_an_uninterrupted_run(train_set: MotionTextDataset, tmp_p
 def test_frames_per_token_groups_frames():
     config = MDMConfig(**(TINY.to_dict() | {"frames_per_token": 4}))
     model = tiny_model(config=config).eval()
-    assert model.input_proj.in_features == 4 * 263 and model.output_proj.out_features == 4 * 263
+    # overlapping windows of 2P frames in and out
+    assert model.input_proj.kernel_size == (8,) and model.input_proj.stride == (4,)
+    assert model.output_proj.kernel_size == (8,) and model.output_proj.stride == (4,)
     seen = []
     model.encoder.register_forward_hook(lambda module, args, kwargs_or_out: seen.append(args[0].shape))
     out = model(torch.randn(2, 10, 263), torch.tensor([30, 40]), mask=padding_mask(torch.tensor([10, 6])))
@@ -413,6 +427,8 @@ def test_frames_per_token_groups_frames():
     assert out.shape == (2, 10, 263) and seen == [(2, 4, 32)]
     with pytest.raises(ArtifactError, match="frames_per_token"):
         MDMConfig(frames_per_token=0)
+    with pytest.raises(ArtifactError, match="frames_per_token"):
+        MDMConfig(frames_per_token=3)
 
 
 @pytest.mark.parametrize("frames_per_token", [1, 4])

@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from humandiff.body import load_body_model, posed_joints
-from humandiff.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from humandiff.geometry.rotations import axis_angle_to_matrix
 from humandiff.imaging import SHARD_FIELDS, BodyAssets, RenderSettings, RenderUnit, ShardWriter, render_unit
 from humandiff.imaging.dataset import TRAINING_FIELDS, PerceptionDataset, colour_jitter
 from humandiff.imaging.extraction import dequantise_heatmaps, load_extraction, quantise_heatmaps
@@ -236,6 +236,23 @@ def test_a_few_training_steps_reduce_the_loss_on_a_tiny_rendered_set(tiny_arrays
     assert all(np.isfinite(losses))
     assert np.mean(losses[-3:]) < 0.85 * losses[0]
     assert set(terms) == {"heatmap", "keypoint", "depth", "joints3d", "joints2d", "rotations", "betas"}
+
+
+def test_evaluation_known_answers(tiny_arrays):
+    from humandiff.models.perception import SMPL_MIRROR, evaluate_predictions
+
+    truth = tiny_arrays
+    rel_depth = truth["joints_cam"][..., 2] - truth["joints_cam"][:, :1, 2]
+    perfect = {"keypoints": truth["joints_2d"].copy(), "joints_cam": truth["joints_cam"] + 0.3, "depth": rel_depth,
+               "confidence": np.ones(truth["joints_2d"].shape[:2])}
+    metrics = evaluate_predictions(perfect, truth)
+    assert metrics["pck_0.05"] == 1.0 and metrics["pck_0.1"] == 1.0 and metrics["keypoint_error_px"] == 0.0
+    assert metrics["regression_mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)  # pelvis-aligned: the offset cancels
+    assert metrics["regression_pa_mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)
+    assert metrics["heatmap_depth_error_mm"] == pytest.approx(0.0, abs=1e-3)
+    swapped = dict(perfect, keypoints=truth["joints_2d"][:, list(SMPL_MIRROR)])
+    metrics = evaluate_predictions(swapped, truth)
+    assert metrics["pck_0.1"] < 1.0 and metrics["swap_share_of_misses_0.1"] == 1.0
 
 
 def test_colour_jitter_keeps_range_and_is_seeded():

@@ -162,16 +162,16 @@ def crop_length(length: int, max_frames: int, rng: np.random.Generator, unit: in
 class MotionTextDataset(Dataset):
     """Training pairs: item ``i`` is clip ``i`` with a random caption and a random crop.
 
-    Returns a dict: ``motion`` (T, 263) float32 normalised with ``(mean, std)``; ``length`` int
-    (= T); ``text_emb`` (384,) float32; ``caption`` str; ``clip`` int (row in the split).
+    Returns a dict: ``motion`` (T, 263) float32 normalised with ``(mean, std)`` (the generative
+    models' or the evaluator's, see :func:`load_mean_std`); ``length`` int (= T); ``text_emb``
+    (384,) float32 (only when the split was loaded with embeddings); ``caption`` str; ``clip``
+    int (row in the split).
     ``random=False`` gives the first caption and the leading crop of ``length // unit * unit``
     frames capped at ``max_frames`` (for validation). Call :meth:`set_epoch` each epoch.
     """
 
     def __init__(self, data: MotionSplit, mean: np.ndarray, std: np.ndarray, *, max_frames: int = 196,
                  seed: int = 0, random: bool = True, unit: int = CROP_UNIT) -> None:
-        if data.embeddings is None:
-            raise ArtifactError("MotionTextDataset: the split was loaded without caption embeddings")
         if max_frames < unit:
             raise ArtifactError(f"MotionTextDataset: parameter 'max_frames' must be >= {unit}, got {max_frames}")
         mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
@@ -194,29 +194,31 @@ class MotionTextDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         clip = self.data.clip(i)
-        rows = self.data.caption_rows[i]
+        captions = self.data.captions(i)
         if self.random:
             rng = np.random.default_rng((self.seed, self.epoch, int(i)))
-            choice = int(rng.integers(len(rows)))
+            choice = int(rng.integers(len(captions)))
             frames = crop_length(len(clip), self.max_frames, rng, self.unit)
             start = int(rng.integers(len(clip) - frames + 1))
         else:
             choice, start = 0, 0
             frames = min(len(clip) // self.unit, self.max_frames // self.unit) * self.unit
         motion = (clip[start : start + frames] - self.mean) / self.std
-        return {
+        item = {
             "motion": torch.from_numpy(np.ascontiguousarray(motion, dtype=np.float32)),
             "length": frames,
-            "text_emb": torch.from_numpy(self.data.embeddings[rows[choice]].copy()),
-            "caption": self.data.captions(i)[choice],
+            "caption": captions[choice],
             "clip": int(i),
         }
+        if self.data.embeddings is not None:
+            item["text_emb"] = torch.from_numpy(self.data.embeddings[self.data.caption_rows[i][choice]].copy())
+        return item
 
 
 def collate_motion(items: Sequence[dict]) -> dict:
     """Stack items into a batch padded to the longest: ``motion`` (B, T_max, 263) zero-padded,
-    ``mask`` (B, T_max) bool (True = real frame), ``lengths`` (B,) long, ``text_emb`` (B, 384),
-    ``captions`` list[str], ``clips`` (B,) long."""
+    ``mask`` (B, T_max) bool (True = real frame), ``lengths`` (B,) long, ``text_emb`` (B, 384)
+    (when the items carry it), ``captions`` list[str], ``clips`` (B,) long."""
     if not items:
         raise ArtifactError("collate_motion: empty batch")
     lengths = torch.tensor([int(item["length"]) for item in items], dtype=torch.long)
@@ -224,14 +226,16 @@ def collate_motion(items: Sequence[dict]) -> dict:
     motion = torch.zeros(len(items), t_max, items[0]["motion"].shape[-1], dtype=torch.float32)
     for b, item in enumerate(items):
         motion[b, : lengths[b]] = item["motion"]
-    return {
+    batch = {
         "motion": motion,
         "mask": torch.arange(t_max)[None, :] < lengths[:, None],
         "lengths": lengths,
-        "text_emb": torch.stack([item["text_emb"] for item in items]),
         "captions": [item["caption"] for item in items],
         "clips": torch.tensor([int(item["clip"]) for item in items], dtype=torch.long),
     }
+    if all("text_emb" in item for item in items):
+        batch["text_emb"] = torch.stack([item["text_emb"] for item in items])
+    return batch
 
 
 def padding_mask(lengths: Tensor, t_max: int | None = None) -> Tensor:

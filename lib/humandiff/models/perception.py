@@ -41,6 +41,8 @@ from humandiff.io.artifacts import ArtifactError, atomic_path
 
 NUM_JOINTS = 24
 NUM_BETAS = 10
+#: Each SMPL joint's left/right twin (itself for the joints on the midline).
+SMPL_MIRROR = (0, 2, 1, 3, 5, 4, 6, 8, 7, 9, 11, 10, 12, 14, 13, 15, 17, 16, 19, 18, 21, 20, 23, 22)
 HEATMAP_STRIDE = 4
 #: 180 degrees about x: an upright body (y up) seen by an OpenCV camera (y down) at zero azimuth.
 UPRIGHT_IN_CAMERA = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, -1.0))
@@ -155,10 +157,11 @@ class PerceptionNet(nn.Module):
         self.token_proj = nn.Conv2d(w[4], config.token_dim, 1)
 
         # HMR regressor with iterative error feedback from the mean parameters. Its input is the
-        # pooled feature plus a coarse flattened copy of the feature map: average pooling alone
-        # throws away where things are, which a network this small cannot afford.
+        # pooled feature plus a coarse flattened copy of the token map: average pooling alone
+        # throws away where things are, which a network this small cannot afford. Reading the
+        # tokens also trains them (they condition HMDiff's cross-attention).
         params = config.num_joints * 6 + config.num_betas + 3
-        self.layout = nn.Sequential(nn.Conv2d(w[4], config.layout_channels, 1, bias=False),
+        self.layout = nn.Sequential(nn.Conv2d(config.token_dim, config.layout_channels, 1, bias=False),
                                     nn.BatchNorm2d(config.layout_channels), nn.ReLU(inplace=True))
         # It also reads the pose head's own estimate (soft-argmax xy, integral depth; detached): with
         # left/right-labelled joints the body's orientation becomes geometry, which a small regressor
@@ -207,7 +210,8 @@ class PerceptionNet(nn.Module):
         up = self.refine(self.up2(torch.cat([up, s4], 1)))
 
         feature = s16.mean(dim=(2, 3))
-        tokens = self.token_proj(s16).flatten(2).transpose(1, 2)
+        token_map = self.token_proj(s16)
+        tokens = token_map.flatten(2).transpose(1, 2)
         heatmap_logits, depth_maps = self.heatmap_out(up), self.depth_out(up)
 
         batch = images.shape[0]
@@ -219,7 +223,7 @@ class PerceptionNet(nn.Module):
             if teacher is not None:
                 mask = torch.ones(batch, dtype=torch.bool) if teacher_mask is None else teacher_mask
                 evidence = torch.where(mask[:, None, None], teacher.to(evidence.dtype), evidence)
-        context = torch.cat([feature, self.layout(s16).flatten(1), evidence.flatten(1).to(feature.dtype)], 1)
+        context = torch.cat([feature, self.layout(token_map).flatten(1), evidence.flatten(1).to(feature.dtype)], 1)
         params = self.init_params.expand(batch, -1)
         for _ in range(config.ief_iterations):
             params = params + self.regressor(torch.cat([context, params], 1))
@@ -589,6 +593,13 @@ def evaluate_predictions(predictions: dict[str, np.ndarray], truth: dict[str, np
         metrics[f"pck_{alpha}_visible"] = pck(predictions["keypoints"], truth["joints_2d"], size, alpha, visible)[0]
         metrics[f"pck_{alpha}_lsp14"] = pck(predictions["keypoints"], truth["joints_2d"], size, alpha, in_image & lsp)[0]
     metrics["keypoint_error_px"] = float(np.linalg.norm(predictions["keypoints"] - truth["joints_2d"], axis=-1)[in_image].mean())
+    # Of the PCK@0.1 misses, the share that sit on the ground truth of the joint's mirror twin
+    # (left <-> right): the signature of a front/back confusion rather than of imprecision.
+    threshold = 0.1 * size[:, None]
+    miss = (np.linalg.norm(predictions["keypoints"] - truth["joints_2d"], axis=-1) > threshold) & in_image
+    twin = np.array(SMPL_MIRROR)
+    swapped = np.linalg.norm(predictions["keypoints"] - truth["joints_2d"][:, twin], axis=-1) <= threshold
+    metrics["swap_share_of_misses_0.1"] = float((miss & swapped).sum() / max(miss.sum(), 1))
     regressed_2d = project_camera_points(torch.as_tensor(predictions["joints_cam"]),
                                          torch.as_tensor(truth["intrinsics"], dtype=torch.float32)).numpy()
     metrics["regression_pck_0.1"] = pck(regressed_2d, truth["joints_2d"], size, 0.1, in_image)[0]
