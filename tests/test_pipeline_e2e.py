@@ -73,6 +73,39 @@ def test_smoke_pipeline_produces_checked_artifacts(smoke_repo: Path):
 
 
 @pytest.mark.slow
+def test_smoke_pipeline_writes_every_papers_metrics(smoke_repo: Path):
+    """The downstream stages ran and their metrics files carry the fields the reports promise."""
+    t2m = json.loads((smoke_repo / "reports/metrics/t2m.json").read_text())
+    for row in ("real", "mdm"):
+        for name in ("top1", "top2", "top3", "mm_dist", "fid", "diversity"):
+            assert np.isfinite(t2m[row][name]) and np.isfinite(t2m[row][f"{name}_ci"])
+        assert 0.0 <= t2m[row]["foot_skating_ratio"] <= 1.0 and t2m[row]["jitter"] > 0
+    assert np.isfinite(t2m["mdm"]["multimodality"])
+    assert (smoke_repo / "reports/t2m.md").read_text().count("|") > 20
+
+    perception = json.loads((smoke_repo / "reports/metrics/perception.json").read_text())
+    smoke = yaml.safe_load((smoke_repo / "params.yaml").read_text())
+    assert perception["test_images"] == smoke["render"]["test_images"]
+    for name in ("pck_0.05", "pck_0.1"):
+        assert 0.0 <= perception[name] <= 1.0
+    assert perception["pck_0.05"] <= perception["pck_0.1"]
+    assert perception["regression_mpjpe_mm"] > 0 and perception["regression_pa_mpjpe_mm"] > 0
+    assert perception["render_images_per_s"] > 0
+    assert any((smoke_repo / "data/extract").iterdir())
+
+    dno = json.loads((smoke_repo / "reports/metrics/dno.json").read_text())
+    for action in (a["name"] for a in smoke["dno_tasks"]["actions"]):
+        for method in ("input", "guided", "dno"):
+            cell = dno["edit"][action][method]
+            assert {"content_preservation", "objective_error_m", "foot_skating_ratio", "jitter"} <= set(cell)
+    for setting in smoke["dno_tasks"]["refine_settings"]:
+        for method in ("noisy", "guided", "dno"):
+            assert {"mpjpe_cm", "fid", "foot_skating_ratio", "jitter"} <= set(dno["refine"][setting][method])
+    assert {f"dno_{variant}" for variant in smoke["dno"]["ablations"]} | {"input", "dno"} <= set(dno["ablate"])
+    assert (smoke_repo / "reports/dno.md").is_file()
+
+
+@pytest.mark.slow
 def test_unchanged_tree_does_nothing_and_a_param_reruns_only_its_stages(smoke_repo: Path):
     again = _run([str(BIN / "dvc"), "repro"], smoke_repo)
     assert again.returncode == 0 and "Running stage" not in again.stdout, again.stdout
@@ -82,3 +115,8 @@ def test_unchanged_tree_does_nothing_and_a_param_reruns_only_its_stages(smoke_re
     status = _run([str(BIN / "dvc"), "status", "--json"], smoke_repo)
     changed = set(json.loads(status.stdout))
     assert changed == {"encode_text"}, status.stdout
+    # one DNO ablation variant's parameters rerun that variant only
+    params["dno"]["ablations"]["ddim_5"]["ddim_steps"] = 4
+    (smoke_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = _run([str(BIN / "dvc"), "status", "--json"], smoke_repo)
+    assert set(json.loads(status.stdout)) == {"encode_text", "dno_ablation@ddim_5"}, status.stdout

@@ -573,3 +573,41 @@ def test_embedded_body_in_t_pose():
     side = framing_camera(vertices, 128, 128, azimuth_deg=90.0, elevation_deg=0.0)
     out = render_person(vertices, faces, weights, side, np.random.default_rng(0), options, joints=joints)
     assert out["self_occluded"][[19, 21]].all() and out["visible"][[18, 20]].all()
+
+
+@pytest.mark.parametrize("turn_deg", [0.0, 135.0])
+def test_clothing_has_a_face_in_front_and_hair_behind(turn_deg):
+    """The front/back cue: on the real body, turned about the vertical by any angle, the head's
+    rear half is mostly hair and its frontmost vertices keep the skin tone; the chest print sits
+    on the front of the torso."""
+    from humandiff.body import load_body_arrays
+    from humandiff.render.scene import clothing_colours
+
+    arrays = load_body_arrays(BODY_FILE)
+    angle = np.radians(turn_deg)
+    turn = np.array([[np.cos(angle), 0.0, np.sin(angle)], [0.0, 1.0, 0.0], [-np.sin(angle), 0.0, np.cos(angle)]])
+    vertices, weights = arrays["v_template"] @ turn.T, arrays["weights"]
+    forward = turn @ np.array([0.0, 0.0, 1.0])  # SMPL faces +z at rest
+    dominant = weights.argmax(1)
+    head = np.flatnonzero(dominant == 15)
+    depth = (vertices[head] - vertices[head].mean(0)) @ forward
+    height = vertices[head, 1]
+    back = head[(depth < np.quantile(depth, 0.3)) & (height > np.quantile(height, 0.25))]  # above the nape
+    face = head[depth > np.quantile(depth, 0.95)]
+    chest = np.flatnonzero(np.isin(dominant, (6, 9)))
+    chest_depth = (vertices[chest] - vertices[chest].mean(0)) @ forward
+    hands = np.flatnonzero(np.isin(dominant, (22, 23)))
+    printed, compared = 0, 0
+    for seed in range(12):
+        colours = clothing_colours(vertices, weights, np.random.default_rng(seed))
+        hair_colour = colours[head[np.argmax(vertices[head, 1])]]  # the crown is always hair
+        skin_colour = colours[hands].mean(0)  # hands are always bare
+        if np.abs(hair_colour - skin_colour).max() > 0.25:  # tell hair from skin only when they differ
+            compared += 1
+            hair_like = lambda idx: (np.abs(colours[idx] - hair_colour).max(1) < np.abs(colours[idx] - skin_colour).max(1))  # noqa: E731
+            assert hair_like(back).mean() > 0.8 and hair_like(face).mean() < 0.2
+        rear_torso, front_torso = chest[chest_depth < np.quantile(chest_depth, 0.3)], chest[chest_depth > np.quantile(chest_depth, 0.9)]
+        # a print changes the front of the chest and never its back
+        if np.abs(colours[front_torso].mean(0) - colours[rear_torso].mean(0)).max() > 0.15:
+            printed += 1
+    assert compared >= 4 and 2 <= printed <= 10  # about half the shirts

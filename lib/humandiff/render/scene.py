@@ -42,6 +42,8 @@ _TROUSER_JOINTS = (0, 1, 2)
 _SHIN_JOINTS = (4, 5)
 _SHOE_JOINTS = (7, 8, 10, 11)
 _HEAD_JOINT, _NECK_JOINT = 15, 12
+_PELVIS_JOINT, _LEFT_COLLAR_JOINT, _RIGHT_COLLAR_JOINT = 0, 13, 14
+_CHEST_JOINTS = (6, 9)  # spine2, spine3: the chest
 
 _SKIN_TONES = np.array(
     [[0.96, 0.80, 0.69], [0.91, 0.72, 0.58], [0.78, 0.57, 0.44], [0.62, 0.43, 0.30], [0.45, 0.30, 0.20],
@@ -125,12 +127,32 @@ def part_colours(skin_weights: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return np.clip(weights @ palette, 0.0, 1.0)
 
 
+def _body_forward(vertices: np.ndarray, dominant: np.ndarray) -> np.ndarray | None:
+    """The torso's unit forward direction (3,) from posed vertices: SMPL's +x is the body's left
+    and +y its up, so forward = left x up, with left from the right to the left collar and up
+    from the pelvis to the neck. ``None`` when a region is missing or degenerate."""
+    centres = {}
+    for joint in (_PELVIS_JOINT, _NECK_JOINT, _LEFT_COLLAR_JOINT, _RIGHT_COLLAR_JOINT):
+        members = dominant == joint
+        if not members.any():
+            return None
+        centres[joint] = vertices[members].mean(axis=0)
+    left = centres[_LEFT_COLLAR_JOINT] - centres[_RIGHT_COLLAR_JOINT]
+    up = centres[_NECK_JOINT] - centres[_PELVIS_JOINT]
+    forward = np.cross(left, up)
+    norm = np.linalg.norm(forward)
+    return forward / norm if norm > 1e-9 else None
+
+
 def clothing_colours(vertices: np.ndarray, skin_weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Clothing-like per-vertex colours (V, 3) for an SMPL-layout body (24 joints).
 
     Regions by dominant joint: shirt (torso, upper arms), sleeves or bare forearms, trousers
     (hips, thighs), trousers or shorts (shins), shoes (feet), skin (neck, face, hands) and
-    hair (the top of the head along the neck->head axis).
+    hair (the top of the head along the neck->head axis, and the back of the head down to the
+    neck). Half the shirts carry a chest print. Real people look different from the front and
+    from behind (face against hair, the front of their clothes); without such cues a small
+    keypoint network confuses the two views and swaps left and right joints.
     """
     weights = _check_weights(skin_weights, len(vertices))
     if weights.shape[1] != 24:
@@ -147,6 +169,7 @@ def clothing_colours(vertices: np.ndarray, skin_weights: np.ndarray, rng: np.ran
     shoes = _hsv(rng.random(), rng.uniform(0.0, 0.5), rng.uniform(0.08, 0.5))
     long_sleeves, long_trousers = rng.random() < 0.5, rng.random() < 0.75
     hair_fraction = rng.uniform(0.35, 0.65)  # share of the head's vertices, from the top
+    chest_print = _hsv(rng.random(), rng.uniform(0.3, 0.9), rng.uniform(0.2, 1.0)) if rng.random() < 0.5 else None
 
     colours = np.tile(skin, (len(vertices), 1))
     region = lambda joints: np.isin(dominant, joints)  # noqa: E731
@@ -154,12 +177,25 @@ def clothing_colours(vertices: np.ndarray, skin_weights: np.ndarray, rng: np.ran
     colours[region(_TROUSER_JOINTS + (_SHIN_JOINTS if long_trousers else ()))] = trousers
     colours[region(_SHOE_JOINTS)] = shoes
     head, neck = dominant == _HEAD_JOINT, dominant == _NECK_JOINT
+    forward = _body_forward(vertices, dominant)
     if head.any() and neck.any():
         head_centre, neck_centre = vertices[head].mean(axis=0), vertices[neck].mean(axis=0)
         axis = head_centre - neck_centre
         if np.linalg.norm(axis) > 0:
             height = (vertices[head] - head_centre) @ (axis / np.linalg.norm(axis))
-            colours[np.flatnonzero(head)[height >= np.quantile(height, 1.0 - hair_fraction)]] = hair
+            hairy = height >= np.quantile(height, 1.0 - hair_fraction)
+            if forward is not None:
+                # the back of the head down to just above the neck is hair; the face (the front
+                # below the hairline) stays skin
+                depth = (vertices[head] - head_centre) @ forward
+                face = (depth > np.quantile(depth, 0.6)) & (height < np.quantile(height, 0.85))
+                hairy = (hairy & ~face) | ((depth < 0.0) & (height >= np.quantile(height, 0.15)))
+            colours[np.flatnonzero(head)[hairy]] = hair
+    torso = np.isin(dominant, _CHEST_JOINTS)
+    if chest_print is not None and forward is not None and torso.any():
+        centre = vertices[torso].mean(axis=0)
+        depth = (vertices[torso] - centre) @ forward
+        colours[np.flatnonzero(torso)[depth > np.quantile(depth, 0.7)]] = chest_print
     # Slight per-vertex variation so large regions are not perfectly flat.
     colours *= rng.uniform(0.93, 1.07, size=(len(vertices), 1))
     return np.clip(colours, 0.0, 1.0)
