@@ -136,8 +136,11 @@ def test_prepare_motion_rejects_corrupt_npz(tmp_path: Path, raw_dir: Path):
 
 def test_presets_share_one_structure():
     default = yaml.safe_load((REPO / "presets/default.yaml").read_text())
-    smoke = yaml.safe_load((REPO / "presets/smoke.yaml").read_text())
-    assert {k: sorted(v) for k, v in default.items()} == {k: sorted(v) for k, v in smoke.items()}
+    structure = {k: sorted(v) for k, v in default.items()}
+    presets = sorted(REPO.glob("presets/*.yaml"))
+    assert {p.stem for p in presets} >= {"default", "smoke", "paper"}
+    for preset in presets:
+        assert {k: sorted(v) for k, v in yaml.safe_load(preset.read_text()).items()} == structure, preset.name
     assert yaml.safe_load((REPO / "params.yaml").read_text()) == default
 
 

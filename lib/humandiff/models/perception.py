@@ -44,6 +44,8 @@ NUM_BETAS = 10
 #: Each SMPL joint's left/right twin (itself for the joints on the midline).
 SMPL_MIRROR = (0, 2, 1, 3, 5, 4, 6, 8, 7, 9, 11, 10, 12, 14, 13, 15, 17, 16, 19, 18, 21, 20, 23, 22)
 HEATMAP_STRIDE = 4
+#: Narrower stems run in the contiguous layout whatever layout the caller chose (see forward).
+MIN_CHANNELS_LAST_STEM = 16
 #: 180 degrees about x: an upright body (y up) seen by an OpenCV camera (y down) at zero azimuth.
 UPRIGHT_IN_CAMERA = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, -1.0))
 
@@ -199,6 +201,11 @@ class PerceptionNet(nn.Module):
                 f"PerceptionNet: images must have shape (B, 3, {config.image_size}, {config.image_size}), got {tuple(images.shape)}"
             )
         x = (images - 0.5) / 0.25
+        if config.widths[0] < MIN_CHANNELS_LAST_STEM:
+            # torch 2.13's CPU backward of a 3 -> 8 channel stem in channels_last corrupts the heap
+            # (double free); the plain layout avoids it at these toy sizes
+            x = x.contiguous()
+            self.to(memory_format=torch.contiguous_format)
         s2 = self.stem(x)
         s4 = self.layer1(s2)
         s8 = self.layer2(s4)
