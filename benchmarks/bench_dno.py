@@ -38,9 +38,8 @@ from humandiff.methods.criteria import motion_criterion, pose_loss
 from humandiff.methods.dno import DNOOptions, ddim_solver, optimize_noise
 from humandiff.models.mdm import MDMConfig, MotionDiffusionModel, count_parameters, guided_denoiser
 
-#: The default preset's train_mdm sizes, used when params.yaml has no train_mdm section.
 #: The default preset's prior, used when params.yaml has no train_mdm section.
-FALLBACK = {"latent_dim": 256, "num_layers": 4, "num_heads": 4, "ff_dim": 512, "frames_per_token": 4}
+FALLBACK = {"latent_dim": 256, "num_layers": 4, "num_heads": 4, "ff_dim": 512, "frames_per_token": 4, "conditioning": "adaln"}
 
 
 def model_sizes(params_file: str, overrides: dict) -> dict:

@@ -30,8 +30,8 @@ from humandiff.models.ema import ema_copy, ema_update
 from humandiff.models.mdm import MDMConfig, MotionDiffusionModel, count_parameters, generate, training_loss
 
 #: The default preset's train_mdm sizes, used when params.yaml has no train_mdm section.
-FALLBACK = {"latent_dim": 256, "num_layers": 4, "num_heads": 4, "ff_dim": 512, "frames_per_token": 4, "batch_size": 64,
-            "max_frames": 196, "diffusion_steps": 1000}
+FALLBACK = {"latent_dim": 256, "num_layers": 4, "num_heads": 4, "ff_dim": 512, "frames_per_token": 4, "conditioning": "adaln",
+            "batch_size": 64, "max_frames": 196, "diffusion_steps": 1000}
 
 
 def matmul_peak(size: int = 1024, seconds: float = 0.5) -> float:
@@ -99,7 +99,7 @@ def main(params_file, latent_dim, num_layers, ff_dim, frames_per_token, batch_si
             sizes[key] = value
     config = MDMConfig(latent_dim=sizes["latent_dim"], num_layers=sizes["num_layers"], num_heads=sizes["num_heads"],
                        ff_dim=sizes["ff_dim"], frames_per_token=sizes["frames_per_token"],
-                       diffusion_steps=sizes["diffusion_steps"])
+                       diffusion_steps=sizes["diffusion_steps"], conditioning=sizes["conditioning"])
     frames = min(frames, sizes["max_frames"])
     schedule = config.noise_schedule()
     model = MotionDiffusionModel(config)

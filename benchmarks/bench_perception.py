@@ -62,7 +62,7 @@ def bench_extract(images: int, threads: int, size: int) -> dict[str, float]:
     torch.set_num_threads(threads)
     model_file = REPO / "data/models/perception.pt"
     model = load_perception(model_file)[0] if model_file.is_file() else PerceptionNet()
-    model = model.to(memory_format=torch.channels_last).eval()
+    model = model.fast_layout().eval()
     size = model.config.image_size
     rng = np.random.default_rng(0)
     pictures = rng.integers(0, 256, (images, size, size, 3), dtype=np.uint8)

@@ -279,8 +279,10 @@ def main(params_file: str, family: str, method: str, variant: str, tasks_dir: st
                                     "seconds": round(seconds, 2), "source_seconds": round(source_seconds, 2),
                                     "batches": len(batches(tasks, p["batch_size"])),
                                     "mean_step_seconds": [round(v, 4) for v in step_seconds],
-                                    "options": {k: v.to_dict() for k, v in options.items()},
-                                    "guided": guided, "means": means})
+                                    # only the options this method read: each is a parameter of its own stage
+                                    **({"options": {k: v.to_dict() for k, v in options.items()}} if method == "dno" else {}),
+                                    **({"guided": guided} if method == "guided" else {}),
+                                    "means": means})
 
 
 if __name__ == "__main__":

@@ -149,7 +149,7 @@ def main(params_file: str, images_dir: str, model_file: str, render_metrics: str
     except (OSError, ValueError, KeyError) as exc:
         raise ArtifactError(f"{render_metrics}: cannot read field 'render_images_per_s' ({type(exc).__name__})") from None
     model, extra = load_perception(model_file)
-    model = model.to(memory_format=torch.channels_last)
+    model = model.fast_layout()
     sigma = float(extra.get("sigma", 1.0))
     body_model = load_body_model(body_path)
 

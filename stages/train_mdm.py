@@ -35,11 +35,11 @@ SECTION = "train_mdm"
 PARAMS = {
     "seed": int, "threads": int,
     "latent_dim": int, "num_layers": int, "num_heads": int, "ff_dim": int, "dropout": float, "frames_per_token": int,
-    "diffusion_steps": int, "schedule": str, "cond_drop": float,
+    "diffusion_steps": int, "schedule": str, "cond_drop": float, "conditioning": str,
     "max_frames": int, "steps": int, "batch_size": int, "lr": float, "weight_decay": float,
     "warmup_steps": int, "lr_decay": str, "grad_clip": float, "ema_decay": float, "bf16": bool,
     "length_buckets": int, "checkpoint_every": int,
-    "lambda_joints": float, "lambda_velocity": float, "lambda_foot": float,
+    "lambda_joints": float, "lambda_velocity": float, "lambda_foot": float, "standardize_text": bool,
 }
 #: Timesteps at which the held-out loss is measured (fractions of T).
 VAL_LEVELS = (0.25, 0.5, 0.75)
@@ -97,7 +97,7 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
         raise ValueError(f"{params_file}: parameter '{SECTION}.frames_per_token' must be 1, 2 or 4, got {p['frames_per_token']!r}")
     config = MDMConfig(latent_dim=p["latent_dim"], num_layers=p["num_layers"], num_heads=p["num_heads"], ff_dim=p["ff_dim"],
                        dropout=p["dropout"], frames_per_token=p["frames_per_token"], diffusion_steps=p["diffusion_steps"],
-                       schedule=p["schedule"], cond_drop=p["cond_drop"])
+                       schedule=p["schedule"], cond_drop=p["cond_drop"], conditioning=p["conditioning"])
     loop = LoopConfig(steps=p["steps"], batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"],
                       warmup_steps=p["warmup_steps"], lr_decay=p["lr_decay"], grad_clip=p["grad_clip"],
                       ema_decay=p["ema_decay"], checkpoint_every=p["checkpoint_every"], seed=p["seed"], bf16=p["bf16"],
@@ -116,6 +116,9 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
 
     torch.manual_seed(p["seed"])  # the initial weights
     model = MotionDiffusionModel(config)
+    if p["standardize_text"]:
+        used = np.unique(np.concatenate(train_split.caption_rows))
+        model.set_text_statistics(torch.from_numpy(train_split.embeddings[used]))
     geometry = GeometryWeights(torch.from_numpy(mean), torch.from_numpy(std), p["lambda_joints"], p["lambda_velocity"], p["lambda_foot"])
     loss_fn = partial(training_loss, schedule=config.noise_schedule(), cond_drop=config.cond_drop, geometry=geometry)
     started = time.perf_counter()

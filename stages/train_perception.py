@@ -88,7 +88,7 @@ def main(params_file: str, images_dir: str, out_file: str, checkpoint_file: str,
     if not 0 <= p["teacher_fraction"] <= 1 or p["teacher_pixel_noise"] < 0 or p["teacher_depth_noise"] < 0:
         raise ArtifactError(f"{params_file}: parameters '{SECTION}.teacher_*' must satisfy 0 <= fraction <= 1 and noise >= 0")
     torch.manual_seed(p["seed"])
-    model = PerceptionNet(config).to(memory_format=torch.channels_last)
+    model = PerceptionNet(config).fast_layout()
 
     def loss_fn(net, batch, generator):
         images = colour_jitter(batch["images"], generator, p["colour_jitter"])

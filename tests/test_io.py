@@ -1,5 +1,7 @@
 """Artifact I/O: atomic writes, checked reads, one-line errors naming file and field."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -66,3 +68,33 @@ def test_params_sections(tmp_path):
     path.write_text("a: [unclosed\n")
     with pytest.raises(ArtifactError, match="not valid YAML"):
         load_params(path, "a")
+
+
+def test_torch_files_are_byte_identical_for_equal_tensors_and_round_trip(tmp_path: Path):
+    """Same tensors give the same bytes whatever the path (DVC hashes them); extra survives the trip."""
+    import torch
+
+    from humandiff.io import load_checkpoint, load_torch, read_checkpoint, save_checkpoint, save_torch
+
+    state = {"weight": torch.arange(6.0).reshape(2, 3), "bias": torch.zeros(2)}
+    save_checkpoint(tmp_path / "a.pt", {"width": 3}, state, {"step": 7})
+    save_checkpoint(tmp_path / "sub" / "other_name.pt", {"width": 3}, state, {"step": 7})
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "sub" / "other_name.pt").read_bytes()
+    config, loaded = load_checkpoint(tmp_path / "a.pt")
+    assert config == {"width": 3} and torch.equal(loaded["weight"], state["weight"])
+    assert read_checkpoint(tmp_path / "a.pt")["extra"] == {"step": 7}
+    save_torch(tmp_path / "plain.pt", state)
+    assert torch.equal(load_torch(tmp_path / "plain.pt")["bias"], state["bias"])
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".")]  # no temporary file left
+
+
+def test_unreadable_torch_file_is_one_line_error_naming_it(tmp_path: Path):
+    from humandiff.io import load_checkpoint, load_torch
+
+    (tmp_path / "bad.pt").write_bytes(b"not a zip")
+    for loader in (load_torch, load_checkpoint):
+        with pytest.raises(ArtifactError, match="bad.pt") as info:
+            loader(tmp_path / "bad.pt")
+        assert "\n" not in str(info.value)
+    with pytest.raises(ArtifactError, match="missing.pt: file not found"):
+        load_torch(tmp_path / "missing.pt")

@@ -31,7 +31,7 @@ from humandiff.models.mdm import (
     training_loss,
 )
 from humandiff.motion.hml3d import recover_from_ric
-from humandiff.train import LoopConfig, epoch_batches, learning_rate_at, load_checkpoint, train
+from humandiff.train import LoopConfig, epoch_batches, learning_rate_at, load_resume_state, train
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = MDMConfig(latent_dim=32, num_layers=2, num_heads=4, ff_dim=64, dropout=0.1, diffusion_steps=100)
@@ -93,16 +93,28 @@ def train_set(corpus: Path) -> MotionTextDataset:
 
 
 def tiny_model(seed: int = 0, config: MDMConfig = TINY) -> MotionDiffusionModel:
+    """A seeded model; adaLN modulations (zero at init, so blocks start as the identity) get small
+    random weights, as after some training, so the condition reaches every block."""
     torch.manual_seed(seed)
-    return MotionDiffusionModel(config)
+    model = MotionDiffusionModel(config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "modulation" in name:
+                parameter.normal_(0.0, 0.05)
+    return model
+
+
+ADALN = MDMConfig(**(TINY.to_dict() | {"conditioning": "adaln"}))
 
 
 # --------------------------------------------------------------------------------------------- model
 
 
+@pytest.mark.parametrize("conditioning", ["token", "adaln"])
 @pytest.mark.parametrize("frames_per_token", [1, 4])
-def test_output_shape_and_padding_does_not_change_valid_frames(frames_per_token: int):
-    model = tiny_model(config=MDMConfig(**(TINY.to_dict() | {"frames_per_token": frames_per_token}))).eval()
+def test_output_shape_and_padding_does_not_change_valid_frames(frames_per_token: int, conditioning: str):
+    config = MDMConfig(**(TINY.to_dict() | {"frames_per_token": frames_per_token, "conditioning": conditioning}))
+    model = tiny_model(config=config).eval()
     x, t, text = torch.randn(3, 12, 263), torch.tensor([0, 50, 99]), torch.randn(3, 384)
     lengths = torch.tensor([12, 7, 4])
     mask = padding_mask(lengths)
@@ -119,8 +131,9 @@ def test_output_shape_and_padding_does_not_change_valid_frames(frames_per_token:
     torch.testing.assert_close(alone[0], out[1, :7], atol=1e-5, rtol=1e-5)
 
 
-def test_text_and_timestep_change_the_output_and_none_is_zero_text():
-    model = tiny_model().eval()
+@pytest.mark.parametrize("config", [TINY, ADALN], ids=["token", "adaln"])
+def test_text_and_timestep_change_the_output_and_none_is_zero_text(config: MDMConfig):
+    model = tiny_model(config=config).eval()
     x, t = torch.randn(2, 8, 263), torch.tensor([10, 10])
     text = torch.randn(2, 384)
     assert not torch.allclose(model(x, t, text), model(x, t, -text))
@@ -128,14 +141,29 @@ def test_text_and_timestep_change_the_output_and_none_is_zero_text():
     torch.testing.assert_close(model(x, t, None), model(x, t, torch.zeros(2, 384)))
 
 
-def test_gradients_reach_every_parameter():
-    model = tiny_model()
+@pytest.mark.parametrize("config", [TINY, ADALN], ids=["token", "adaln"])
+def test_gradients_reach_every_parameter(config: MDMConfig):
+    model = tiny_model(config=config)
     model(torch.randn(2, 8, 263), torch.tensor([3, 70]), torch.randn(2, 384), padding_mask(torch.tensor([8, 5]))).square().sum().backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_adaln_blocks_start_as_the_identity():
+    """adaLN-Zero: with the modulation at its zero init every block passes its input through, so
+    before training the frames cannot see the caption; the modulation's gradient is not zero."""
+    torch.manual_seed(0)
+    model = MotionDiffusionModel(ADALN).eval()
+    tokens, cond = torch.randn(2, 5, 32), torch.randn(2, 32)
+    for block in model.blocks:
+        torch.testing.assert_close(block(tokens, cond, None), tokens)
+    x, t = torch.randn(2, 8, 263), torch.tensor([10, 10])
+    torch.testing.assert_close(model(x, t, torch.randn(2, 384)), model(x, t, torch.randn(2, 384)))
+    model(x, t, torch.randn(2, 384)).square().sum().backward()
+    assert model.blocks[0].modulation.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("bad", [dict(latent_dim=30), dict(num_layers=0), dict(dropout=1.5), dict(schedule="sigmoid"),
-                                 dict(cond_drop=-0.1)])
+                                 dict(cond_drop=-0.1), dict(conditioning="film")])
 def test_bad_config_is_one_line_error(bad):
     with pytest.raises(ArtifactError) as info:
         MDMConfig(**bad)
@@ -395,7 +423,7 @@ def test_resume_matches_an_uninterrupted_run(train_set: MotionTextDataset, tmp_p
                  fingerprint={"data": "x"}, lengths=train_set.crop_lengths(), progress=False)
     part = train(tiny_model(), train_set, collate_motion, _loss_fn(), config, checkpoint_file=tmp_path / "part.pt",
                  fingerprint={"data": "x"}, lengths=train_set.crop_lengths(), stop_at=3, progress=False)
-    assert part.step == 3 and load_checkpoint(tmp_path / "part.pt")["step"] == 3
+    assert part.step == 3 and load_resume_state(tmp_path / "part.pt")["step"] == 3
     # a fresh process would rebuild the model from scratch: the checkpoint restores everything
     rest = train(tiny_model(seed=99), train_set, collate_motion, _loss_fn(), config, checkpoint_file=tmp_path / "part.pt",
                  fingerprint={"data": "x"}, lengths=train_set.crop_lengths(), progress=False)
@@ -481,7 +509,8 @@ def _stage(name: str):
 
 TRAIN_PARAMS = {"seed": 0, "threads": 1, "latent_dim": 32, "num_layers": 2, "num_heads": 4, "ff_dim": 64, "dropout": 0.1,
                 "frames_per_token": 2,
-                "diffusion_steps": 100, "schedule": "cosine", "cond_drop": 0.1, "max_frames": 64, "steps": 6,
+                "diffusion_steps": 100, "schedule": "cosine", "cond_drop": 0.1, "conditioning": "adaln",
+                "standardize_text": True, "max_frames": 64, "steps": 6,
                 "batch_size": 4, "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 2, "lr_decay": "cosine",
                 "grad_clip": 1.0, "ema_decay": 0.9, "bf16": False, "length_buckets": 2, "checkpoint_every": 3,
                 "lambda_joints": 0.0, "lambda_velocity": 0.1, "lambda_foot": 0.1}
@@ -549,3 +578,23 @@ def test_sample_stage_missing_model_is_one_line_error(corpus: Path, tmp_path: Pa
     result = CliRunner().invoke(_stage("sample_mdm"), ["--params", str(params), "--hml-dir", str(corpus / "hml"),
                                                        "--model-dir", str(tmp_path / "none")])
     assert result.exit_code == 2 and "file not found" in result.output and result.output.strip().count("\n") == 0
+
+
+def test_text_statistics_standardise_captions_and_travel_with_the_weights(tmp_path: Path):
+    """With statistics (m, s) set, caption m + s * u conditions like u does with identity statistics;
+    the statistics are saved and loaded with the weights, and the zero ("no text") caption stays
+    a fixed point of its own."""
+    plain = tiny_model().eval()
+    standardised = tiny_model().eval()
+    corpus = torch.randn(50, 384) * 0.05 + 0.3
+    standardised.set_text_statistics(corpus)
+    mean, std = corpus.mean(0), corpus.std(0)
+    u, t = torch.randn(2, 384), torch.tensor([5, 60])
+    torch.testing.assert_close(standardised.condition(t, mean + std * u), plain.condition(t, u))
+    torch.testing.assert_close(standardised.condition(t, None), standardised.condition(t, torch.zeros(2, 384)))
+    save_mdm(tmp_path / "m.pt", tmp_path / "c.json", standardised.state_dict(), TINY)
+    loaded, _ = load_mdm(tmp_path / "m.pt", tmp_path / "c.json")
+    torch.testing.assert_close(loaded.text_mean, mean)
+    torch.testing.assert_close(loaded.condition(t, mean + std * u), plain.condition(t, u))
+    with pytest.raises(ArtifactError, match="set_text_statistics"):
+        plain.set_text_statistics(torch.randn(5, 10))

@@ -394,10 +394,18 @@ def test_bad_params_fail_with_one_line_and_no_output(tmp_path, trained, image_di
 
 def test_narrow_stem_trains_in_channels_last_without_crashing():
     """torch 2.13's CPU backward of a 3 -> 8 channel stem in channels_last corrupts the heap; the
-    network falls back to the plain layout for such stems, whatever the caller asked for."""
+    fast layout keeps such stems in the plain layout, and the network reads channels-last images anyway."""
     config = PerceptionConfig(**(TINY | {"image_size": 128, "widths": (8, 8, 16, 16, 16), "blocks": (1, 2, 2, 1)}))
-    model = PerceptionNet(config).to(memory_format=torch.channels_last)
+    model = PerceptionNet(config).fast_layout()
+    assert model.stem[0].weight.is_contiguous()
     images = torch.rand(4, 3, 128, 128).contiguous(memory_format=torch.channels_last)
     out = model(images)
     (out["heatmap_logits"].sum() + out["pose_6d"].sum()).backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.stem.parameters())
+
+
+def test_fast_layout_puts_wide_stems_in_channels_last():
+    config = PerceptionConfig(**(TINY | {"widths": (16, 16, 16, 16, 16)}))
+    model = PerceptionNet(config).fast_layout()
+    assert model.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not model.stem[0].weight.is_contiguous()

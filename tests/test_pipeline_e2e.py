@@ -120,3 +120,9 @@ def test_unchanged_tree_does_nothing_and_a_param_reruns_only_its_stages(smoke_re
     (smoke_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = _run([str(BIN / "dvc"), "status", "--json"], smoke_repo)
     assert set(json.loads(status.stdout)) == {"encode_text", "dno_ablation@ddim_5"}, status.stdout
+    # tuning the guided baseline reruns the baseline only, not DNO
+    params["dno"]["guided"]["scale_edit"] = 2 * float(params["dno"]["guided"]["scale_edit"])
+    (smoke_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = _run([str(BIN / "dvc"), "status", "--json"], smoke_repo)
+    guided = {f"dno_guided@{family}-guided" for family in ("edit", "control", "refine")}
+    assert set(json.loads(status.stdout)) == {"encode_text", "dno_ablation@ddim_5"} | guided, status.stdout

@@ -146,28 +146,49 @@ def load_params(path: str | Path, section: str) -> dict:
     return params[section]
 
 
-def save_checkpoint(path: str | Path, config: dict, state_dict: dict) -> None:
-    """``torch.save`` of {"config": dict, "state_dict": tensors}, written atomically."""
+def save_torch(path: str | Path, payload) -> None:
+    """``torch.save`` ``payload`` to ``path`` atomically, byte for byte the same for the same tensors.
+
+    The save goes through an open file handle: given a path, ``torch.save`` names the archive
+    inside the file after it, and the temporary path of the atomic write is random.
+    """
     import torch
 
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save({"config": config, "state_dict": state_dict}, tmp)
+    with atomic_path(path, suffix=".pt") as tmp, open(tmp, "wb") as handle:
+        torch.save(payload, handle)
 
 
-def load_checkpoint(path: str | Path) -> tuple[dict, dict]:
-    """(config, state_dict) saved by :func:`save_checkpoint`, read with ``weights_only=True``."""
+def load_torch(path: str | Path):
+    """What :func:`save_torch` wrote, read with ``weights_only=True``; ArtifactError naming the file otherwise."""
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: file not found")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ArtifactError(f"{path}: cannot read as a torch checkpoint ({type(exc).__name__})") from None
+
+
+def save_checkpoint(path: str | Path, config: dict, state_dict: dict, extra: dict | None = None) -> None:
+    """{"config": dict, "state_dict": tensors, "extra": dict} written atomically by :func:`save_torch`."""
+    save_torch(path, {"config": config, "state_dict": state_dict, "extra": dict(extra or {})})
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """{"config", "state_dict", "extra"} saved by :func:`save_checkpoint` ("extra" {} when absent)."""
+    payload = load_torch(path)
     if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:
         raise ArtifactError(f"{path}: missing field 'config' or 'state_dict'")
-    return dict(payload["config"]), payload["state_dict"]
+    return {"config": dict(payload["config"]), "state_dict": payload["state_dict"],
+            "extra": dict(payload.get("extra", {}))}
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict, dict]:
+    """(config, state_dict) saved by :func:`save_checkpoint`, read with ``weights_only=True``."""
+    payload = read_checkpoint(path)
+    return payload["config"], payload["state_dict"]
 
 
 def restore_state(model, state_dict: dict, path: str | Path):

@@ -16,6 +16,13 @@ frame-to-frame acceleration at token boundaries, 5x the jitter of real motion).
 Classifier-free guidance: training zeroes the caption embedding of a share of the batch
 (``cond_drop``), so the zero embedding is the "no text" condition at sampling time.
 
+Two departures from MDM, both options, both measured on this corpus (800 training steps, top-3
+R-precision of 160 samples: 0.40 as MDM, 0.50 with standardised captions, 0.62 with both):
+captions are standardised by the training captions' per-dimension mean and std (sentence
+embeddings share one large common direction, so the raw input barely tells captions apart), and
+``conditioning = "adaln"`` adds DiT's adaptive layer norm (adaLN-Zero), which puts the condition
+into every block instead of one token the frames must learn to attend to.
+
 Besides the network this module holds the training loss (per sample, for reuse by preference
 fine-tuning), optional geometric losses on joints recovered with ``recover_from_ric``, a sampler
 (DDIM + classifier-free guidance over the shared diffusion core) and load/save helpers.
@@ -44,12 +51,15 @@ from humandiff.diffusion import (
     prediction_target,
     q_sample,
 )
-from humandiff.io.artifacts import ArtifactError, atomic_path, save_json
+from humandiff.io.artifacts import ArtifactError, load_torch, save_json, save_torch
 from humandiff.motion.hml3d import recover_from_ric
 
 #: Foot joints whose contact labels sit in features[259:263] (left 7, 10; right 8, 11).
 FOOT_CONTACT_JOINTS = (7, 10, 8, 11)
 CONTACT_SLICE = slice(259, 263)
+#: How the condition (timestep + caption) enters the transformer: "token", MDM's one extra input
+#: token; "adaln", that token plus DiT's adaptive layer norm (adaLN-Zero) in every block.
+CONDITIONING = ("token", "adaln")
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,7 @@ class MDMConfig:
     diffusion_steps: int = 1000
     schedule: str = "cosine"
     cond_drop: float = 0.1
+    conditioning: str = "token"
 
     def __post_init__(self) -> None:
         for name in ("feature_dim", "text_dim", "latent_dim", "num_layers", "num_heads", "ff_dim", "frames_per_token",
@@ -84,6 +95,9 @@ class MDMConfig:
             raise ArtifactError(f"MDMConfig: parameter 'cond_drop' must lie in [0, 1], got {self.cond_drop}")
         if self.frames_per_token > 1 and self.frames_per_token % 2:
             raise ArtifactError(f"MDMConfig: parameter 'frames_per_token' must be 1 or even, got {self.frames_per_token}")
+        if self.conditioning not in CONDITIONING:
+            raise ArtifactError(f"MDMConfig: parameter 'conditioning' must be one of {', '.join(CONDITIONING)}, "
+                                f"got {self.conditioning!r}")
         if self.schedule not in ("cosine", "linear"):
             raise ArtifactError(f"MDMConfig: parameter 'schedule' must be 'cosine' or 'linear', got {self.schedule!r}")
 
@@ -111,6 +125,39 @@ def sinusoidal_embedding(positions: Tensor, dim: int) -> Tensor:
     return torch.stack([angles.sin(), angles.cos()], -1).flatten(-2)
 
 
+class AdaLNBlock(nn.Module):
+    """Pre-norm transformer block whose norms are modulated by the condition (DiT's adaLN-Zero).
+
+    ``(x (B, L, d), cond (B, d), padding (B, L) True on padded tokens or None) -> (B, L, d)``.
+    The condition sets a shift and scale for each norm and a gate on each residual branch; the
+    modulation starts at zero, so every block starts as the identity. Unlike a condition token,
+    which the frames must learn to attend to, this puts the caption into every layer directly.
+    """
+
+    def __init__(self, d: int, num_heads: int, ff_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.num_heads, self.dropout = num_heads, dropout
+        self.norm_attention = nn.LayerNorm(d, elementwise_affine=False)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.attention_out = nn.Linear(d, d)
+        self.norm_ff = nn.LayerNorm(d, elementwise_affine=False)
+        self.ff = nn.Sequential(nn.Linear(d, ff_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_dim, d))
+        self.modulation = nn.Linear(d, 6 * d)
+        nn.init.zeros_(self.modulation.weight)
+        nn.init.zeros_(self.modulation.bias)
+
+    def forward(self, x: Tensor, cond: Tensor, padding: Tensor | None) -> Tensor:
+        B, L, d = x.shape
+        shift_a, scale_a, gate_a, shift_f, scale_f, gate_f = self.modulation(F.silu(cond))[:, None].chunk(6, -1)
+        h = self.norm_attention(x) * (1 + scale_a) + shift_a
+        q, k, v = self.qkv(h).reshape(B, L, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        attend = None if padding is None else ~padding[:, None, None, :]
+        h = F.scaled_dot_product_attention(q, k, v, attn_mask=attend, dropout_p=self.dropout if self.training else 0.0)
+        x = x + gate_a * F.dropout(self.attention_out(h.transpose(1, 2).reshape(B, L, d)), self.dropout, self.training)
+        h = self.norm_ff(x) * (1 + scale_f) + shift_f
+        return x + gate_f * F.dropout(self.ff(h), self.dropout, self.training)
+
+
 class MotionDiffusionModel(nn.Module):
     """MDM-style denoiser: ``(x_t (B, T, 263), t (B,), text_emb (B, 384), mask (B, T)) -> x0_hat (B, T, 263)``.
 
@@ -132,11 +179,24 @@ class MotionDiffusionModel(nn.Module):
         else:
             self.input_proj = nn.Conv1d(config.feature_dim, d, kernel_size=2 * P, stride=P, padding=P // 2)
         self.text_proj = nn.Linear(config.text_dim, d)
+        # caption statistics of the training corpus (identity until set_text_statistics): sentence
+        # embeddings share a large common direction, so standardising them makes the part that
+        # tells captions apart the input; the "no text" zero vector maps to a fixed point of its own
+        self.register_buffer("text_mean", torch.zeros(config.text_dim))
+        self.register_buffer("text_std", torch.ones(config.text_dim))
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
-        layer = nn.TransformerEncoderLayer(d, config.num_heads, config.ff_dim, config.dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)
-        # pre-norm layers with a final norm: stable without a long warm-up, which short CPU runs lack
-        self.encoder = nn.TransformerEncoder(layer, config.num_layers, norm=nn.LayerNorm(d), enable_nested_tensor=False)
+        if config.conditioning == "adaln":
+            self.blocks = nn.ModuleList(AdaLNBlock(d, config.num_heads, config.ff_dim, config.dropout)
+                                        for _ in range(config.num_layers))
+            self.final_norm = nn.LayerNorm(d, elementwise_affine=False)
+            self.final_modulation = nn.Linear(d, 2 * d)
+            nn.init.zeros_(self.final_modulation.weight)
+            nn.init.zeros_(self.final_modulation.bias)
+        else:
+            layer = nn.TransformerEncoderLayer(d, config.num_heads, config.ff_dim, config.dropout, activation="gelu",
+                                               batch_first=True, norm_first=True)
+            # pre-norm layers with a final norm: stable without a long warm-up, which short CPU runs lack
+            self.encoder = nn.TransformerEncoder(layer, config.num_layers, norm=nn.LayerNorm(d), enable_nested_tensor=False)
         if P == 1:
             self.output_proj: nn.Module = nn.Linear(d, config.feature_dim)
         else:
@@ -147,7 +207,16 @@ class MotionDiffusionModel(nn.Module):
         token = self.time_mlp(sinusoidal_embedding(t, self.config.latent_dim).to(self.text_proj.weight.dtype))
         if text_emb is None:
             text_emb = torch.zeros(t.shape[0], self.config.text_dim, dtype=token.dtype, device=token.device)
-        return token + self.text_proj(text_emb)
+        return token + self.text_proj((text_emb - self.text_mean) / self.text_std)
+
+    @torch.no_grad()
+    def set_text_statistics(self, embeddings: Tensor) -> None:
+        """Standardise captions by the per-dimension mean and std of ``embeddings`` (N, text_dim)."""
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.config.text_dim or len(embeddings) < 2:
+            raise ArtifactError(f"set_text_statistics: embeddings must have shape (N >= 2, {self.config.text_dim}), "
+                                f"got {tuple(embeddings.shape)}")
+        self.text_mean.copy_(embeddings.float().mean(0))
+        self.text_std.copy_(embeddings.float().std(0).clamp(min=1e-4))
 
     def forward(self, x_t: Tensor, t: Tensor, text_emb: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         B, T, feature_dim = x_t.shape
@@ -164,13 +233,14 @@ class MotionDiffusionModel(nn.Module):
         frames = x_t if mask is None else x_t * mask[..., None].to(x_t.dtype)
         frames = F.pad(frames, (0, 0, 0, n_tokens * P - T))
         embedded = self.input_proj(frames) if P == 1 else self.input_proj(frames.transpose(1, 2)).transpose(1, 2)
-        tokens = torch.cat([self.condition(t, text_emb)[:, None], embedded], 1)
+        cond = self.condition(t, text_emb)
+        tokens = torch.cat([cond[:, None], embedded], 1)
         tokens = tokens + sinusoidal_embedding(torch.arange(n_tokens + 1, device=x_t.device), self.config.latent_dim).to(tokens.dtype)
         padding, token_valid = None, None
         if mask is not None:
             token_valid = F.pad(mask.bool(), (0, n_tokens * P - T)).reshape(B, n_tokens, P).any(-1)
             padding = torch.cat([torch.zeros(B, 1, dtype=torch.bool, device=x_t.device), ~token_valid], 1)
-        hidden = self.encoder(tokens, src_key_padding_mask=padding)[:, 1:]
+        hidden = self.transform(tokens, cond, padding)[:, 1:]
         if P == 1:
             out = self.output_proj(hidden)
         else:
@@ -179,6 +249,15 @@ class MotionDiffusionModel(nn.Module):
                 hidden = hidden * token_valid[..., None].to(hidden.dtype)
             out = self.output_proj(hidden.transpose(1, 2)).transpose(1, 2)[:, :T]
         return out if mask is None else out * mask[..., None].to(out.dtype)
+
+    def transform(self, tokens: Tensor, cond: Tensor, padding: Tensor | None) -> Tensor:
+        """The transformer over ``tokens`` (B, L, d) with condition ``cond`` (B, d); ``padding`` (B, L) True on pads."""
+        if self.config.conditioning == "token":
+            return self.encoder(tokens, src_key_padding_mask=padding)
+        for block in self.blocks:
+            tokens = block(tokens, cond, padding)
+        shift, scale = self.final_modulation(F.silu(cond))[:, None].chunk(2, -1)
+        return self.final_norm(tokens) * (1 + scale) + shift
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -373,9 +452,8 @@ def generate(
 
 
 def save_mdm(model_file: str | Path, config_file: str | Path, state_dict: dict[str, Tensor], config: MDMConfig) -> None:
-    """Write the weights (``torch.save`` of a state dict) and the config (JSON), each atomically."""
-    with atomic_path(model_file, suffix=".pt") as tmp:
-        torch.save(state_dict, tmp)
+    """Write the weights (a state dict, :func:`humandiff.io.save_torch`) and the config (JSON), each atomically."""
+    save_torch(model_file, state_dict)
     save_json(config_file, config.to_dict())
 
 
@@ -384,15 +462,16 @@ def load_mdm(model_file: str | Path, config_file: str | Path) -> tuple[MotionDif
     config_file, model_file = Path(config_file), Path(model_file)
     if not config_file.is_file():
         raise ArtifactError(f"{config_file}: file not found")
-    if not model_file.is_file():
-        raise ArtifactError(f"{model_file}: file not found")
+    state = load_torch(model_file)
     try:
         config = MDMConfig.from_dict(json.loads(config_file.read_text()))
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{config_file}: not valid JSON ({exc})") from None
     model = MotionDiffusionModel(config)
+    if isinstance(state, dict):
+        # files from before caption standardisation existed: identity statistics
+        state = {"text_mean": model.text_mean, "text_std": model.text_std, **state}
     try:
-        state = torch.load(model_file, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError) as exc:
         message = str(exc).splitlines()[0]

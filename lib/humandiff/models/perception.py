@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from humandiff.body.model import posed_joints
 from humandiff.geometry.rotations import matrix_to_axis_angle, matrix_to_rotation_6d, rotation_6d_to_matrix
-from humandiff.io.artifacts import ArtifactError, atomic_path
+from humandiff.io.artifacts import ArtifactError, read_checkpoint, restore_state, save_checkpoint
 
 NUM_JOINTS = 24
 NUM_BETAS = 10
@@ -186,6 +186,16 @@ class PerceptionNet(nn.Module):
         self.register_buffer("init_params", init, persistent=True)
         nn.init.zeros_(self.depth_out.bias)
 
+    @property
+    def channels_last_safe(self) -> bool:
+        # torch 2.13's CPU backward of a 3 -> 8 channel stem in channels_last corrupts the heap
+        # (double free); stems of 16 channels or more are fine
+        return self.config.widths[0] >= MIN_CHANNELS_LAST_STEM
+
+    def fast_layout(self) -> "PerceptionNet":
+        """This model in the channels-last memory layout (faster CPU convolutions), where that is safe; returns self."""
+        return self.to(memory_format=torch.channels_last) if self.channels_last_safe else self
+
     def forward(self, images: Tensor, teacher: Tensor | None = None, teacher_mask: Tensor | None = None
                 ) -> dict[str, Tensor]:
         """images (B, 3, S, S) in [0, 1] -> dict with heatmap_logits (B, J, h, w), depth_maps (B, J, h, w)
@@ -201,11 +211,8 @@ class PerceptionNet(nn.Module):
                 f"PerceptionNet: images must have shape (B, 3, {config.image_size}, {config.image_size}), got {tuple(images.shape)}"
             )
         x = (images - 0.5) / 0.25
-        if config.widths[0] < MIN_CHANNELS_LAST_STEM:
-            # torch 2.13's CPU backward of a 3 -> 8 channel stem in channels_last corrupts the heap
-            # (double free); the plain layout avoids it at these toy sizes
-            x = x.contiguous()
-            self.to(memory_format=torch.contiguous_format)
+        if not self.channels_last_safe:
+            x = x.contiguous()  # see fast_layout
         s2 = self.stem(x)
         s4 = self.layer1(s2)
         s8 = self.layer2(s4)
@@ -513,31 +520,20 @@ def decode_outputs(outputs: dict[str, Tensor], intrinsics: Tensor, image_size: i
 
 
 def save_perception(path: str | Path, model: PerceptionNet, extra: dict[str, Any] | None = None) -> None:
-    """``torch.save`` {config, state_dict, extra} atomically (loadable with weights_only=True)."""
-    payload = {"config": model.config.to_dict(), "state_dict": model.state_dict(), "extra": dict(extra or {})}
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(payload, tmp)
+    """{config, state_dict, extra} by :func:`humandiff.io.save_checkpoint` (loadable with weights_only=True)."""
+    save_checkpoint(path, model.config.to_dict(), model.state_dict(), extra)
 
 
 def load_perception(path: str | Path) -> tuple[PerceptionNet, dict[str, Any]]:
     """The model (eval mode) and the ``extra`` dict saved by :func:`save_perception`."""
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"{path}: perception model file not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ArtifactError(f"{path}: cannot read as a torch checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(payload, dict) or not {"config", "state_dict"} <= payload.keys():
-        raise ArtifactError(f"{path}: missing field 'config' or 'state_dict'")
+    payload = read_checkpoint(path)
     config = payload["config"]
     try:
         model = PerceptionNet(PerceptionConfig(**{**config, "widths": tuple(config["widths"]),
                                                   "blocks": tuple(config["blocks"])}))
-        model.load_state_dict(payload["state_dict"])
-    except (TypeError, KeyError, RuntimeError) as exc:
-        raise ArtifactError(f"{path}: field 'state_dict' does not fit field 'config' ({type(exc).__name__})") from None
-    return model.eval(), dict(payload.get("extra", {}))
+    except (TypeError, KeyError) as exc:
+        raise ArtifactError(f"{path}: field 'config' does not describe a perception model ({type(exc).__name__})") from None
+    return restore_state(model, payload["state_dict"], path), payload["extra"]
 
 
 @torch.no_grad()

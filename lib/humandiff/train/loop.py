@@ -37,7 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, DistributedSampler
 from tqdm import tqdm
 
-from humandiff.io.artifacts import ArtifactError, atomic_path
+from humandiff.io.artifacts import ArtifactError, atomic_path, load_torch, save_torch
 from humandiff.models.ema import ema_copy, ema_decay_at, ema_update
 
 #: ``loss_fn(model, batch, generator) -> (scalar loss, {name: float})``.
@@ -240,20 +240,11 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """``torch.save`` ``payload`` to ``path`` atomically."""
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(payload, tmp)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
-    """A checkpoint written by :func:`save_checkpoint`, or ``None`` if absent or unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        return None
+def load_resume_state(path: str | Path) -> dict[str, Any] | None:
+    """A training state written by :func:`humandiff.io.save_torch`, or ``None`` if absent or unreadable."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a truncated or foreign file is not resumable: start over
+        return load_torch(path)
+    except ArtifactError:  # a truncated or foreign file is not resumable: start over
         return None
 
 
@@ -302,7 +293,7 @@ def train(
                                    {"params": other_params, "weight_decay": 0.0}], lr=config.lr)
     stamp = _fingerprint(config, fingerprint, info.world_size)
     step, history, window, elapsed_before = 0, [], [], 0.0
-    state = load_checkpoint(checkpoint_file) if checkpoint_file is not None else None
+    state = load_resume_state(checkpoint_file) if checkpoint_file is not None else None
     if state is not None and state.get("fingerprint") == stamp:
         initial = {k: v.clone() for k, v in model.state_dict().items()}
         try:
@@ -321,10 +312,10 @@ def train(
 
     def checkpoint() -> None:
         if checkpoint_file is not None and info.is_main:
-            save_checkpoint(checkpoint_file, {"model": model.state_dict(), "ema": ema.state_dict(),
-                                              "optimizer": optimizer.state_dict(), "step": step,
-                                              "history": history, "window": window, "fingerprint": stamp,
-                                              "elapsed": elapsed_before + time.perf_counter() - started})
+            save_torch(checkpoint_file, {"model": model.state_dict(), "ema": ema.state_dict(),
+                                         "optimizer": optimizer.state_dict(), "step": step,
+                                         "history": history, "window": window, "fingerprint": stamp,
+                                         "elapsed": elapsed_before + time.perf_counter() - started})
         _barrier(info)
 
     end = config.steps if stop_at is None else stop_at
