@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import pickle
 import pickletools
 from pathlib import Path
@@ -24,6 +23,7 @@ from humandiff.body import (
     rest_joints,
 )
 from humandiff.io import ArtifactError
+from script_loader import load_script
 
 J = {name: i for i, name in enumerate(SMPL_JOINT_NAMES)}
 
@@ -400,11 +400,7 @@ def test_loader_refuses_malicious_and_chumpy_pickles(arrays, tmp_path):
 
 @pytest.fixture(scope="module")
 def convert_tool():
-    path = Path(__file__).resolve().parents[1] / "tools" / "convert_anny.py"
-    spec = importlib.util.spec_from_file_location("convert_anny", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools", "convert_anny")
 
 
 def test_tool_shares_the_loader_conventions(convert_tool):

@@ -3,7 +3,6 @@ metrics (known answers) and the dno_tasks / dno / report_dno stages on a tiny co
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -46,6 +45,7 @@ from humandiff.methods.tasks import (
 from humandiff.models.evaluator import EvaluatorConfig, MatchingEvaluator, save_evaluator
 from humandiff.models.mdm import MDMConfig, MotionDiffusionModel, save_mdm
 from humandiff.motion.hml3d import HML_PARENTS, HML_RAW_OFFSETS, feature_mean_std, joints_to_features, offsets_from_rest_joints
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 ACTIONS = [EditAction("jumping", "a person jumps up and down twice.", "jump"),
@@ -114,10 +114,7 @@ def write_corpus(folder: Path, clips: int = 12, seed: int = 0) -> Path:
 
 
 def load_stage(name: str):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("stages", name)
 
 
 # ------------------------------------------------------------------------------------------ generators

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from humandiff.text.tokens import (
     minilm_word_vectors,
     save_token_table,
 )
+from script_loader import stage_command
 
 SMALL = EvaluatorConfig(conv_channels=16, motion_hidden=16, text_hidden=16, embed_dim=8, dropout=0.0)
 
@@ -247,10 +247,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _stage(name: str):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return stage_command(name)
 
 
 def _invoke(name: str, *args) -> object:

@@ -3,7 +3,6 @@ membership, shard format, determinism and failure behaviour."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ from humandiff.imaging.draw import contact_sheet, draw_keypoints
 from humandiff.io import save_npz, save_parquet
 from humandiff.io.artifacts import ArtifactError
 from humandiff.render import Camera
+from script_loader import stage_command
 
 REPO = Path(__file__).resolve().parents[1]
 BODY = REPO / "data/body/anny_smpl_neutral.npz"
@@ -39,10 +39,7 @@ SPLITS = ["train", "train", "train", "train", "train", "val", "test", "test"]
 
 
 def _stage(name: str):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return stage_command(name)
 
 
 @pytest.fixture(scope="module")

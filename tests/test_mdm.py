@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from functools import partial
 from pathlib import Path
@@ -32,6 +31,7 @@ from humandiff.models.mdm import (
 )
 from humandiff.motion.hml3d import recover_from_ric
 from humandiff.train import LoopConfig, epoch_batches, learning_rate_at, load_resume_state, train
+from script_loader import stage_command
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = MDMConfig(latent_dim=32, num_layers=2, num_heads=4, ff_dim=64, dropout=0.1, diffusion_steps=100)
@@ -501,10 +501,7 @@ def test_save_and_load_round_trip(tmp_path: Path):
 
 
 def _stage(name: str):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return stage_command(name)
 
 
 TRAIN_PARAMS = {"seed": 0, "threads": 1, "latent_dim": 32, "num_layers": 2, "num_heads": 4, "ff_dim": 64, "dropout": 0.1,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from humandiff.models.perception import (
     translation_to_weak,
     weak_to_translation,
 )
+from script_loader import stage_command
 
 REPO = Path(__file__).resolve().parents[1]
 BODY = REPO / "data/body/anny_smpl_neutral.npz"
@@ -46,10 +46,7 @@ TINY = dict(image_size=SIZE, widths=(8, 12, 16, 24, 32), blocks=(1, 1, 1, 1), he
 
 
 def _stage(name: str):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return stage_command(name)
 
 
 @pytest.fixture(autouse=True, scope="module")

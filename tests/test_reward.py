@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from humandiff.models.tmr import (
     save_reward_model,
     train_reward,
 )
+from script_loader import stage_command
 
 SMALL = RewardConfig(latent_dim=16, layers=1, heads=2, ff_dim=32, dropout=0.0, patch=4)
 
@@ -157,10 +157,7 @@ STAGE_PARAMS = {"seed": 1, "threads": 1, "epochs": 2, "batch_size": 16, "lr": 0.
 
 
 def _main():
-    spec = importlib.util.spec_from_file_location("stage_train_reward", REPO / "stages" / "train_reward.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return stage_command("train_reward")
 
 
 def _corpus(root: Path) -> None:

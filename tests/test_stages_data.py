@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -12,15 +11,13 @@ import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
+from script_loader import stage_command
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _stage(name: str):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return stage_command(name)
 
 
 def _params(tmp_path: Path, **overrides) -> Path:

@@ -1,19 +1,16 @@
 """Command-line tools under tools/ (argument checks; their runs are covered by the stages they call)."""
 
-import importlib.util
 from pathlib import Path
 
 import yaml
 from click.testing import CliRunner
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script("tools", name).main
 
 
 def test_guided_scale_tuning_refuses_the_reported_edits(tmp_path: Path):
