@@ -558,7 +558,9 @@ def test_stages_train_and_sample_deterministically(corpus: Path, tmp_path: Path)
                                                 ("latent_dim", 30, "latent_dim"),
                                                 ("lr_decay", "step", "lr_decay"),
                                                 ("lambda_foot", -1.0, "lambda_foot"),
-                                                ("frames_per_token", 3, "frames_per_token")])
+                                                ("frames_per_token", 3, "frames_per_token"),
+                                                ("conditioning", "film", "conditioning"),
+                                                ("standardize_text", "yes", "standardize_text")])
 def test_stage_bad_params_one_line_error(corpus: Path, tmp_path: Path, key, value, message):
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"train_mdm": dict(TRAIN_PARAMS, **{key: value})}))

@@ -19,3 +19,11 @@ def test_guided_scale_tuning_refuses_the_reported_edits(tmp_path: Path):
     result = CliRunner().invoke(_tool("tune_guided_scale"), ["--params", str(tmp_path / "params.yaml"),
                                                              "--task-seed", str(params["dno_tasks"]["seed"])])
     assert result.exit_code != 0 and "--task-seed must differ from dno_tasks.seed" in result.output
+
+
+def test_guided_scale_tuning_rejects_bad_scales_in_one_line(tmp_path: Path):
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    result = CliRunner().invoke(_tool("tune_guided_scale"), ["--params", str(tmp_path / "params.yaml"),
+                                                             "--scales", "20,abc"])
+    assert result.exit_code != 0 and "--scales must be comma-separated numbers" in result.output
+    assert result.output.strip().count("\n") == 0

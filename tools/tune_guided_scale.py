@@ -30,12 +30,23 @@ def run(script: str, *args: str) -> None:
         raise click.ClickException(f"{script} failed: {completed.stderr.strip().splitlines()[-1]}")
 
 
+def parse_scales(ctx, param, value: str) -> list[float]:
+    try:
+        scales = [float(s) for s in value.split(",")]
+    except ValueError:
+        raise click.ClickException(f"--scales must be comma-separated numbers, got {value!r}") from None
+    if not scales or min(scales) < 0:
+        raise click.ClickException(f"--scales must be numbers >= 0, got {value!r}")
+    return scales
+
+
 @click.command()
 @click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path(exists=True))
-@click.option("--scales", default="20,100,400,1600", show_default=True, help="comma-separated scales to try")
+@click.option("--scales", default="20,100,400,1600", show_default=True, callback=parse_scales,
+              help="comma-separated scales to try")
 @click.option("--task-seed", default=1000, show_default=True, help="dno_tasks.seed of the validation edits")
 @click.option("--family", default="edit", show_default=True, type=click.Choice(["edit", "refine"]))
-def main(params_file: str, scales: str, task_seed: int, family: str) -> None:
+def main(params_file: str, scales: list[float], task_seed: int, family: str) -> None:
     params = yaml.safe_load(Path(params_file).read_text())
     if task_seed == params["dno_tasks"]["seed"]:
         raise click.ClickException("--task-seed must differ from dno_tasks.seed (tune on other edits than the reported ones)")
@@ -46,7 +57,7 @@ def main(params_file: str, scales: str, task_seed: int, family: str) -> None:
         params["dno_tasks"]["seed"] = task_seed
         (work / "params.yaml").write_text(yaml.safe_dump(params))
         run("dno_tasks.py", "--params", str(work / "params.yaml"), "--out-dir", str(work / "tasks"))
-        for scale in [float(s) for s in scales.split(",")]:
+        for scale in scales:
             params["dno"]["guided"][key] = scale
             (work / "params.yaml").write_text(yaml.safe_dump(params))
             run("dno.py", "--params", str(work / "params.yaml"), "--family", family, "--method", "guided",
