@@ -30,8 +30,8 @@ from humandiff.data import load_embeddings, load_mean_std, load_motion_split
 from humandiff.diffusion import Guidance, ddim_sample
 from humandiff.eval.dno_metrics import mpjpe_cm, task_metrics
 from humandiff.io import ArtifactError, concat_ragged, save_json, save_npz, save_parquet
-from humandiff.methods.criteria import guidance_loss
-from humandiff.methods.dno import DNOOptions, ddim_solver, invert_motion, optimize_noise
+from humandiff.methods.criteria import guidance_loss, motion_criterion, pose_loss
+from humandiff.methods.dno import DNOOptions, ddim_solver, fit_inversion, invert_closest, optimize_noise
 from humandiff.methods.tasks import ResolvedTask, Task, collate_tasks, load_tasks, resolve_task, task_criterion
 from humandiff.models.mdm import guided_denoiser, load_mdm
 from humandiff.motion.hml3d import denormalize_features, joints_to_features, normalize_features, offsets_from_rest_joints, recover_from_ric
@@ -143,6 +143,13 @@ def start_noise(tasks: list[Task], length: int) -> torch.Tensor:
                    for t in tasks], length)
 
 
+def reconstruction_criterion(group: list[ResolvedTask], length: int, mask: torch.Tensor, mean, std):
+    """Eq. 3 against each input's own joints on all its real frames: what :func:`fit_inversion` minimises."""
+    targets = padded([r.clean.reshape(len(r.clean), -1) for r in group], length).reshape(len(group), length, -1, 3)
+    observed = mask[:, :, None, None].expand(targets.shape).to(targets.dtype)
+    return motion_criterion(mean, std, {"reconstruction": (1.0, lambda joints: pose_loss(joints, targets, observed))})
+
+
 def decode(x: torch.Tensor, lengths: list[int], mean, std) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Raw features and joints per task, cropped to their lengths, of normalised outputs (B, T, 263)."""
     raw = denormalize_features(x.detach().numpy(), mean, std)
@@ -227,11 +234,19 @@ def main(params_file: str, family: str, method: str, variant: str, tasks_dir: st
             solver = ddim_solver(uncond, schedule, opts.ddim_steps, model_kwargs=kwargs, checkpoint=opts.checkpoint,
                                  spacing=opts.spacing)
             if init == "invert":
-                z0 = invert_motion(uncond, schedule, padded([s.normalised for s in firsts], T), opts.inversion_steps,
-                                   model_kwargs=kwargs, spacing=opts.spacing)
+                reconstruction = reconstruction_criterion(group, T, batch.mask, mean, std)
+                z0, inversion_steps = invert_closest(uncond, schedule, padded([s.normalised for s in firsts], T), solver,
+                                                     reconstruction, (opts.inversion_steps, *opts.inversion_choices),
+                                                     model_kwargs=kwargs, spacing=opts.spacing)
                 _, start_joints = decode(solver(z0).detach(), lengths, mean, std)
-                for i, r, j in zip(chosen, group, start_joints):
-                    extra[i]["inversion_mpjpe_cm"] = mpjpe_cm(j, r.clean)
+                for i, r, j, k in zip(chosen, group, start_joints, inversion_steps.tolist()):
+                    extra[i].update(inversion_mpjpe_cm=mpjpe_cm(j, r.clean), inversion_steps=int(k))
+                if opts.inversion_fit_steps:
+                    fitted = fit_inversion(z0, solver, reconstruction, opts)
+                    z0 = fitted.z
+                    _, fitted_joints = decode(fitted.x, lengths, mean, std)
+                    for i, r, j in zip(chosen, group, fitted_joints):
+                        extra[i]["fitted_inversion_mpjpe_cm"] = mpjpe_cm(j, r.clean)
             else:
                 z0 = start_noise(group_tasks, T)
             result = optimize_noise(z0, solver, criterion, opts, lengths=batch.lengths, progress=True,

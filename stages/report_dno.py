@@ -141,7 +141,7 @@ def aggregate_edit(runs: dict[str, dict]) -> dict:
                 "foot_skating_ratio": mean_of(rows, "foot_skating_ratio"),
                 "jitter": mean_of(rows, "jitter"),
                 "tasks": int(len(rows)),
-                **({"inversion_mpjpe_cm": mean_of(rows, "inversion_mpjpe_cm")} if "inversion_mpjpe_cm" in rows else {}),
+                **{name: mean_of(rows, name) for name in ("inversion_mpjpe_cm", "fitted_inversion_mpjpe_cm") if name in rows},
             }
     return out
 
@@ -421,6 +421,21 @@ def loss_curves(family: str, runs: dict[str, dict], plots_dir: Path) -> list[str
     return [f"plots/dno_{family}_loss.png"]
 
 
+def inversion_note(options: dict) -> str:
+    """How the editing start point was made, from a run's DNO options."""
+    choices = options.get("inversion_choices") or []
+    fit = options.get("inversion_fit_steps", 0)
+    note = f", DDIM inversion with {options['inversion_steps']} steps"
+    if choices:
+        note += f" or {' or '.join(str(c) for c in choices)}, whichever decodes closer to each input"
+    if fit:
+        note += f", then {fit} steps of the same optimiser on the input's joint error alone"
+    if choices or fit:
+        note += (" (not in the paper: our prior's DDIM inversion decodes far from the input; `inversion_mpjpe_cm` "
+                 "and `fitted_inversion_mpjpe_cm` in `reports/metrics/dno.json` give the distance before and after)")
+    return note
+
+
 def protocol_notes(runs: dict[str, dict[str, dict]], fid_available: bool, reference_clips: int) -> str:
     """How the numbers were made: settings read back from the runs' JSON summaries."""
     lines = ["## Protocol\n"]
@@ -432,7 +447,7 @@ def protocol_notes(runs: dict[str, dict[str, dict]], fid_available: bool, refere
                          f"warm-up then cosine to 0 ({options['lr_schedule']}), normalised gradient "
                          f"{options['normalize_gradient']}, DDIM-{options['ddim_steps']} (eta 0, empty text), "
                          f"lambda_cont {options['lambda_content']}, lambda_decorr {options['lambda_decorr']}, "
-                         f"perturbation {options['perturbation']}" + (f", DDIM-{options['inversion_steps']} inversion" if kind == "edit" else "")
+                         f"perturbation {options['perturbation']}" + (inversion_note(options) if kind == "edit" else "")
                          + ". The paper: 300 (editing) / 500 (refinement) steps.")
     guided = next((r["summary"].get("guided") for fam in runs.values() for r in fam.values() if r["summary"].get("guided")), None)
     if guided:

@@ -24,6 +24,8 @@ from humandiff.methods.criteria import (
 from humandiff.methods.dno import (
     DNOOptions,
     ddim_solver,
+    fit_inversion,
+    invert_closest,
     invert_motion,
     learning_rate,
     normalize_per_sample,
@@ -210,6 +212,12 @@ def test_options_defaults_are_the_papers_and_overrides_are_checked():
         DNOOptions(lr=-1.0)
     with pytest.raises(ArtifactError, match="lr_schedule"):
         DNOOptions(lr_schedule="linear")
+    assert edit.inversion_fit_steps == 0  # plain DDIM inversion, as the paper
+    with pytest.raises(ArtifactError, match="inversion_fit_steps"):
+        DNOOptions(inversion_fit_steps=-1)
+    assert edit.inversion_choices == () and edit.with_overrides({"inversion_choices": [20, 5]}).inversion_choices == (20, 5)
+    with pytest.raises(ArtifactError, match="inversion_choices"):
+        DNOOptions(inversion_choices=(0,))
 
 
 # --------------------------------------------------------------------------------------- optimisation
@@ -312,6 +320,39 @@ def test_inversion_feeds_the_solver_close_to_the_input():
     elsewhere = solve(torch.randn(z.shape, generator=torch.Generator().manual_seed(9))).detach()
     # the toy is no exact ODE model, so the round trip is approximate, but far better than a random start
     assert float((back - x0).abs().mean()) < 0.3 * float((elsewhere - x0).abs().mean())
+
+
+def test_closest_inversion_keeps_per_input_the_step_count_that_decodes_best():
+    model = ToyDenoiser()
+    x0 = ddim_sample(model, torch.randn(3, 8, D, generator=torch.Generator().manual_seed(4)), SCHEDULE, num_steps=10)
+    solve = ddim_solver(model, SCHEDULE, 5)
+    reconstruction = lambda x: (x - x0).abs().mean(dim=(1, 2))  # noqa: E731
+    counts = (2, 5, 20)
+    errors = torch.stack([reconstruction(solve(invert_motion(model, SCHEDULE, x0, k))) for k in counts])
+    z, kept = invert_closest(model, SCHEDULE, x0, solve, reconstruction, counts)
+    assert kept.tolist() == [counts[i] for i in errors.argmin(0).tolist()]
+    torch.testing.assert_close(reconstruction(solve(z)), errors.min(0).values)
+    for b, k in enumerate(kept.tolist()):
+        torch.testing.assert_close(z[b], invert_motion(model, SCHEDULE, x0, k)[b])
+    with pytest.raises(ArtifactError, match="step_counts"):
+        invert_closest(model, SCHEDULE, x0, solve, reconstruction, ())
+
+
+def test_fitted_inversion_decodes_closer_to_the_input_than_ddim_inversion():
+    """fit_inversion runs Algorithm 1 on the reconstruction error alone, starting at the inverted noise."""
+    model = ToyDenoiser()
+    x0 = ddim_sample(model, torch.randn(2, 8, D, generator=torch.Generator().manual_seed(2)), SCHEDULE, num_steps=10)
+    solve = ddim_solver(model, SCHEDULE, 5)
+    z = invert_motion(model, SCHEDULE, x0, steps=5)
+    reconstruction = lambda x: (x - x0).abs().mean(dim=(1, 2))  # noqa: E731
+    options = DNOOptions.for_task("edit", inversion_fit_steps=30)
+    fitted = fit_inversion(z, solve, reconstruction, options)
+    assert set(fitted.history) == {"criterion", "total", "grad_norm"}  # no content or decorrelation term
+    assert fitted.history["total"].shape == (30, 2) and fitted.lr[5] == pytest.approx(options.lr)  # warm-up: 6 steps
+    before, after = reconstruction(solve(z)), torch.as_tensor(fitted.final["criterion"])
+    assert torch.all(after < 0.5 * before)
+    with pytest.raises(ArtifactError, match="inversion_fit_steps"):
+        fit_inversion(z, solve, reconstruction, DNOOptions())
 
 
 def test_guided_baseline_lowers_the_criterion_versus_unguided_sampling():
