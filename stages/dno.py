@@ -38,9 +38,11 @@ from humandiff.motion.hml3d import denormalize_features, joints_to_features, nor
 from humandiff.stage import positive, run_stage, stage_params
 
 SECTION = "dno"
-PARAMS = {"seed": int, "threads": int, "batch_size": int, "max_tasks": int, "checkpoint": bool,
-          "source_ddim_steps": int, "source_guidance": float, "edit": dict, "refine": dict, "guided": dict,
-          "ablations": dict}
+COMMON_PARAMS = {"seed": int, "threads": int, "batch_size": int, "max_tasks": int, "source_ddim_steps": int,
+                 "source_guidance": float}
+#: What each method reads beyond the common keys, as its stage declares in dvc.yaml; DNO also reads
+#: ``dno.edit`` and/or ``dno.refine`` (by the tasks' start kinds) and ``dno.ablations.<variant>``.
+METHOD_PARAMS = {"input": {}, "guided": {"guided": dict}, "dno": {"checkpoint": bool}}
 GUIDED = {"ddim_steps": int, "scale_edit": float, "scale_refine": float, "text_guidance": float}
 METHODS = ("input", "guided", "dno")
 FEATURE_DIM = 263
@@ -169,26 +171,34 @@ def decode(x: torch.Tensor, lengths: list[int], mean, std) -> tuple[list[np.ndar
 @run_stage
 def main(params_file: str, family: str, method: str, variant: str, tasks_dir: str, hml_dir: str, embeddings_file: str,
          model_dir: str, out_dir: str) -> None:
-    p = stage_params(params_file, SECTION, PARAMS)
+    p = stage_params(params_file, SECTION, {**COMMON_PARAMS, **METHOD_PARAMS[method]})
     positive(params_file, SECTION, p, "threads", "batch_size", "source_ddim_steps")
     if p["max_tasks"] < 0:
         raise ArtifactError(f"{params_file}: parameter '{SECTION}.max_tasks' must be >= 0 (0 = all)")
-    guided = p["guided"]
-    for key, kind in GUIDED.items():
-        value = guided.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) or value < 0:
-            raise ArtifactError(f"{params_file}: parameter '{SECTION}.guided.{key}' must be a {kind.__name__} >= 0, got {value!r}")
-    if variant and variant not in p["ablations"]:
-        raise ArtifactError(f"{params_file}: parameter '{SECTION}.ablations' has no variant {variant!r}")
-    overrides = dict(p["ablations"][variant]) if variant else {}
-    options = {kind: DNOOptions.for_task(kind).with_overrides({"checkpoint": p["checkpoint"], **p[kind]}).with_overrides(overrides)
-               for kind in ("edit", "refine")}
+    if variant and method != "dno":
+        raise ArtifactError(f"--variant {variant!r} applies to --method dno only, got --method {method}")
+    guided: dict = {}
+    options: dict[str, DNOOptions] = {}
+    if method == "guided":
+        guided = p["guided"]
+        for key, kind in GUIDED.items():
+            value = guided.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) or value < 0:
+                raise ArtifactError(f"{params_file}: parameter '{SECTION}.guided.{key}' must be a {kind.__name__} >= 0, got {value!r}")
     torch.set_num_threads(p["threads"])
     torch.manual_seed(p["seed"])
 
     tasks = load_tasks(Path(tasks_dir) / f"{family}.parquet", family)
     if p["max_tasks"]:
         tasks = tasks[: p["max_tasks"]]
+    if method == "dno":
+        kinds = sorted({"edit" if t.init == "invert" else "refine" for t in tasks})
+        read = stage_params(params_file, SECTION, {kind: dict for kind in kinds} | ({"ablations": dict} if variant else {}))
+        if variant and variant not in read["ablations"]:
+            raise ArtifactError(f"{params_file}: parameter '{SECTION}.ablations' has no variant {variant!r}")
+        overrides = dict(read["ablations"][variant]) if variant else {}
+        options = {kind: DNOOptions.for_task(kind).with_overrides({"checkpoint": p["checkpoint"], **read[kind]})
+                   .with_overrides(overrides) for kind in kinds}
     model, config = load_mdm(Path(model_dir) / "model.pt", Path(model_dir) / "config.json")
     model.requires_grad_(False)
     schedule = config.noise_schedule()

@@ -411,6 +411,17 @@ def test_stages_write_tasks_run_every_method_and_report(tmp_path):
 
     bad = runner.invoke(dno.main, common + ["--family", "ablate", "--method", "dno", "--variant", "nope"] + paths)
     assert bad.exit_code == 2 and "has no variant 'nope'" in bad.output and bad.output.count("\n") == 1
+    bad = runner.invoke(dno.main, common + ["--family", "edit", "--method", "guided", "--variant", "no_decorr"] + paths)
+    assert bad.exit_code == 2 and "applies to --method dno only" in bad.output and bad.output.count("\n") == 1
+    # each method reads only the options its stage declares: the input method needs no DNO or guided block
+    trimmed = yaml.safe_load(params.read_text())
+    for key in ("edit", "refine", "ablations", "checkpoint", "guided"):
+        trimmed["dno"].pop(key)
+    (tmp_path / "trimmed.yaml").write_text(yaml.safe_dump(trimmed))
+    inputs_only = ["--params", str(tmp_path / "trimmed.yaml"), "--family", "edit", "--method", "input"]
+    assert runner.invoke(dno.main, inputs_only + paths).exit_code == 0
+    missing = runner.invoke(dno.main, ["--params", str(tmp_path / "trimmed.yaml"), "--family", "edit", "--method", "guided"] + paths)
+    assert missing.exit_code == 2 and "missing parameter 'dno.guided'" in missing.output
 
     report = load_stage("report_dno")
     result = runner.invoke(report.main, common + ["--data-dir", str(tmp_path / "dno"), "--hml-dir", str(corpus / "hml"),
