@@ -36,6 +36,7 @@ from humandiff.methods.tasks import ResolvedTask, Task, collate_tasks, load_task
 from humandiff.models.mdm import guided_denoiser, load_mdm
 from humandiff.motion.hml3d import denormalize_features, joints_to_features, normalize_features, offsets_from_rest_joints, recover_from_ric
 from humandiff.stage import positive, run_stage, stage_params
+from humandiff.text.clauses import caption_conditions
 
 SECTION = "dno"
 COMMON_PARAMS = {"seed": int, "threads": int, "batch_size": int, "max_tasks": int, "source_ddim_steps": int,
@@ -51,7 +52,7 @@ FEATURE_DIM = 263
 @dataclass(frozen=True)
 class Source:
     """An input motion: raw and normalised features (T, 263), joints (T, 22, 3); for prior sources
-    also the x_T it was sampled from (T, 263) and its caption's embedding (384,), else None."""
+    also the x_T it was sampled from (T, 263) and its caption's condition (condition_dim,), else None."""
 
     features: np.ndarray
     normalised: np.ndarray
@@ -77,17 +78,11 @@ def source_keys(task: Task) -> list[tuple]:
     return list(zip(task.source_kind, task.source_ref, task.source_seed, task.source_start, task.source_length))
 
 
-def caption_embeddings(captions: list[str], embeddings_file: str) -> dict[str, np.ndarray]:
-    """384-d embeddings of ``captions``: from the corpus table, or encoded with MiniLM when missing."""
-    rows, matrix = load_embeddings(embeddings_file)
-    found = {c: matrix[rows[c]] for c in captions if c in rows}
-    missing = [c for c in captions if c not in rows]
-    if missing:
-        from humandiff.text.encoder import encode_captions, load_minilm
-
-        for caption, vector in zip(missing, encode_captions(load_minilm(), missing)):
-            found[caption] = vector
-    return found
+def caption_embeddings(captions: list[str], embeddings_file: str, clause_slots: int) -> dict[str, np.ndarray]:
+    """The prior's conditions of ``captions`` (:func:`humandiff.text.clauses.caption_conditions`):
+    sentence embeddings from the corpus table (encoded with MiniLM when missing), then clauses."""
+    conditions = caption_conditions(captions, load_embeddings(embeddings_file), clause_slots)
+    return dict(zip(captions, conditions))
 
 
 def build_sources(tasks: list[Task], model, schedule, mean, std, p: dict, hml_dir: Path, embeddings_file: str) -> dict:
@@ -96,7 +91,7 @@ def build_sources(tasks: list[Task], model, schedule, mean, std, p: dict, hml_di
     sources: dict[tuple, Source] = {}
     prior = [k for k in keys if k[0] == "prior"]
     if prior:
-        embeddings = caption_embeddings(sorted({k[1] for k in prior}), embeddings_file)
+        embeddings = caption_embeddings(sorted({k[1] for k in prior}), embeddings_file, model.config.clause_slots)
         for length in sorted({k[4] for k in prior}):
             group = [k for k in prior if k[4] == length]
             noise = torch.stack([torch.randn(length, FEATURE_DIM, generator=torch.Generator().manual_seed(k[2])) for k in group])
@@ -245,10 +240,11 @@ def main(params_file: str, family: str, method: str, variant: str, tasks_dir: st
                                  spacing=opts.spacing)
             if init == "invert":
                 reconstruction = reconstruction_criterion(group, T, batch.mask, mean, std)
-                z0, inversion_steps = invert_closest(uncond, schedule, padded([s.normalised for s in firsts], T), solver,
-                                                     reconstruction, (opts.inversion_steps, *opts.inversion_choices),
-                                                     model_kwargs=kwargs, spacing=opts.spacing)
-                _, start_joints = decode(solver(z0).detach(), lengths, mean, std)
+                z0, inversion_steps, start = invert_closest(uncond, schedule, padded([s.normalised for s in firsts], T),
+                                                            solver, reconstruction,
+                                                            (opts.inversion_steps, *opts.inversion_choices),
+                                                            model_kwargs=kwargs, spacing=opts.spacing)
+                _, start_joints = decode(start, lengths, mean, std)
                 for i, r, j, k in zip(chosen, group, start_joints, inversion_steps.tolist()):
                     extra[i].update(inversion_mpjpe_cm=mpjpe_cm(j, r.clean), inversion_steps=int(k))
                 if opts.inversion_fit_steps:

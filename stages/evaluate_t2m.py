@@ -38,6 +38,7 @@ def mdm_generations(p: dict, model_file: str, config_file: str, mean_std_file: s
                     test_split) -> tuple[list[str], list[list[np.ndarray]]]:
     """``mm_repeats`` raw generations (T, 263) for each of ``mm_texts`` test clips' first captions."""
     from humandiff.models.mdm import generate, load_mdm
+    from humandiff.text.clauses import clause_conditions
 
     model, config = load_mdm(model_file, config_file)
     mean, std = load_mean_std(mean_std_file, "model")
@@ -48,7 +49,8 @@ def mdm_generations(p: dict, model_file: str, config_file: str, mean_std_file: s
     if missing:
         raise ArtifactError(f"{embeddings_file}: no embedding for caption {missing[0]!r}")
     repeat = p["mm_repeats"]
-    text_emb = torch.from_numpy(np.repeat(embeddings[[rows[c] for c in captions]], repeat, axis=0))
+    conditions = clause_conditions(captions, embeddings[[rows[c] for c in captions]], config.clause_slots)
+    text_emb = torch.from_numpy(np.repeat(conditions, repeat, axis=0))
     lengths = np.repeat(test_split.lengths[chosen], repeat)
     motions = generate(model, config.noise_schedule(), text_emb, lengths.tolist(), num_steps=p["mm_steps"],
                        guidance_scale=p["mm_guidance"], seed=p["seed"], batch_size=p["mm_batch_size"], progress=True)

@@ -23,6 +23,7 @@ from humandiff.motion.hml3d import denormalize_features, recover_from_ric
 from humandiff.motion.metrics import foot_skating_ratio, jitter
 from humandiff.motion.video import contact_sheet_row, write_image, write_video
 from humandiff.stage import positive, run_stage, stage_params
+from humandiff.text.clauses import clause_conditions
 
 SECTION = "sample_mdm"
 PARAMS = {"seed": int, "threads": int, "ddim_steps": int, "guidance_scale": float, "eta": float, "batch_size": int,
@@ -69,7 +70,8 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, model_dir: str, o
     # spread a limited selection over the whole test split rather than its first rows
     chosen = np.unique(np.linspace(0, len(test) - 1, count).round().astype(int))
     captions = [test.captions(int(k))[0] for k in chosen]
-    text_emb = torch.from_numpy(np.stack([test.embeddings[test.caption_rows[int(k)][0]] for k in chosen]))
+    sentences = np.stack([test.embeddings[test.caption_rows[int(k)][0]] for k in chosen])
+    text_emb = torch.from_numpy(clause_conditions(captions, sentences, config.clause_slots))
     lengths = [int(test.lengths[k]) for k in chosen]
 
     started = time.perf_counter()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -17,7 +18,8 @@ import click
 import numpy as np
 import torch
 
-from humandiff.data import MotionTextDataset, collate_motion, load_mean_std, load_motion_split
+from humandiff.data import MotionTextDataset, collate_motion, load_embeddings, load_mean_std, load_motion_split
+from humandiff.data.motion_dataset import MotionSplit
 from humandiff.io import save_json
 from humandiff.models.mdm import (
     GeometryWeights,
@@ -29,6 +31,7 @@ from humandiff.models.mdm import (
     training_loss,
 )
 from humandiff.stage import positive, run_stage, stage_params
+from humandiff.text.clauses import clause_conditions
 from humandiff.train import LoopConfig, init_distributed, shutdown_distributed, train, write_loss_curve
 
 SECTION = "train_mdm"
@@ -40,6 +43,7 @@ PARAMS = {
     "warmup_steps": int, "lr_decay": str, "grad_clip": float, "ema_decay": float, "bf16": bool,
     "length_buckets": int, "checkpoint_every": int,
     "lambda_joints": float, "lambda_velocity": float, "lambda_foot": float, "standardize_text": bool,
+    "high_noise_share": float, "high_noise_fraction": float, "clause_slots": int,
 }
 #: Timesteps at which the held-out loss is measured (fractions of T).
 VAL_LEVELS = (0.25, 0.5, 0.75)
@@ -52,6 +56,16 @@ def file_digest(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def with_conditions(split: MotionSplit, embeddings_file: Path, config: MDMConfig) -> MotionSplit:
+    """``split`` whose caption rows hold the model's conditions (C, condition_dim): the sentence
+    embeddings followed by the clause embeddings when ``config.clause_slots > 0``."""
+    if config.clause_slots == 0:
+        return split
+    rows, sentences = load_embeddings(embeddings_file)
+    captions = sorted(rows, key=rows.__getitem__)
+    return replace(split, embeddings=clause_conditions(captions, sentences, config.clause_slots))
 
 
 @torch.no_grad()
@@ -90,6 +104,12 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
     for key in ("lambda_joints", "lambda_velocity", "lambda_foot", "weight_decay", "grad_clip", "warmup_steps", "length_buckets"):
         if p[key] < 0:
             raise ValueError(f"{params_file}: parameter '{SECTION}.{key}' must be >= 0, got {p[key]!r}")
+    if not 0.0 <= p["high_noise_share"] <= 1.0:
+        raise ValueError(f"{params_file}: parameter '{SECTION}.high_noise_share' must lie in [0, 1], got {p['high_noise_share']!r}")
+    if not 0.0 < p["high_noise_fraction"] <= 1.0:
+        raise ValueError(f"{params_file}: parameter '{SECTION}.high_noise_fraction' must lie in (0, 1], got {p['high_noise_fraction']!r}")
+    if p["clause_slots"] < 0:
+        raise ValueError(f"{params_file}: parameter '{SECTION}.clause_slots' must be >= 0, got {p['clause_slots']!r}")
     if p["max_frames"] < 4:
         raise ValueError(f"{params_file}: parameter '{SECTION}.max_frames' must be >= 4, got {p['max_frames']}")
     if p["frames_per_token"] not in (1, 2, 4):
@@ -97,7 +117,8 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
         raise ValueError(f"{params_file}: parameter '{SECTION}.frames_per_token' must be 1, 2 or 4, got {p['frames_per_token']!r}")
     config = MDMConfig(latent_dim=p["latent_dim"], num_layers=p["num_layers"], num_heads=p["num_heads"], ff_dim=p["ff_dim"],
                        dropout=p["dropout"], frames_per_token=p["frames_per_token"], diffusion_steps=p["diffusion_steps"],
-                       schedule=p["schedule"], cond_drop=p["cond_drop"], conditioning=p["conditioning"])
+                       schedule=p["schedule"], cond_drop=p["cond_drop"], conditioning=p["conditioning"],
+                       clause_slots=p["clause_slots"])
     loop = LoopConfig(steps=p["steps"], batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"],
                       warmup_steps=p["warmup_steps"], lr_decay=p["lr_decay"], grad_clip=p["grad_clip"],
                       ema_decay=p["ema_decay"], checkpoint_every=p["checkpoint_every"], seed=p["seed"], bf16=p["bf16"],
@@ -107,7 +128,7 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
 
     hml = Path(hml_dir)
     inputs = [hml / "index.parquet", hml / "features.npz", hml / "mean_std.npz", Path(embeddings_file)]
-    train_split = load_motion_split(inputs[0], inputs[1], inputs[3], "train")
+    train_split = with_conditions(load_motion_split(inputs[0], inputs[1], inputs[3], "train"), inputs[3], config)
     mean, std = load_mean_std(inputs[2])
     dataset = MotionTextDataset(train_split, mean, std, max_frames=p["max_frames"], seed=p["seed"])
     # the thread count changes only float rounding: a run may resume with another one
@@ -120,7 +141,8 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
         used = np.unique(np.concatenate(train_split.caption_rows))
         model.set_text_statistics(torch.from_numpy(train_split.embeddings[used]))
     geometry = GeometryWeights(torch.from_numpy(mean), torch.from_numpy(std), p["lambda_joints"], p["lambda_velocity"], p["lambda_foot"])
-    loss_fn = partial(training_loss, schedule=config.noise_schedule(), cond_drop=config.cond_drop, geometry=geometry)
+    loss_fn = partial(training_loss, schedule=config.noise_schedule(), cond_drop=config.cond_drop, geometry=geometry,
+                      high_noise_share=p["high_noise_share"], high_noise_fraction=p["high_noise_fraction"])
     started = time.perf_counter()
     result = train(model, dataset, collate_motion, loss_fn, loop, checkpoint_file=checkpoint_file, fingerprint=fingerprint,
                    lengths=dataset.crop_lengths(), stop_at=stop_at, desc=SECTION)
@@ -131,7 +153,7 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
     out = Path(out_dir)
     save_mdm(out / "model.pt", out / "config.json", result.ema.state_dict(), config)
     write_loss_curve(plot_file, result.history)
-    val_split = load_motion_split(inputs[0], inputs[1], inputs[3], "val")
+    val_split = with_conditions(load_motion_split(inputs[0], inputs[1], inputs[3], "val"), inputs[3], config)
     val_set = MotionTextDataset(val_split, mean, std, max_frames=p["max_frames"], random=False)
     tail = result.history[-max(1, len(result.history) // 10):]
     save_json(metrics_file, {

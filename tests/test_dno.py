@@ -329,9 +329,11 @@ def test_closest_inversion_keeps_per_input_the_step_count_that_decodes_best():
     reconstruction = lambda x: (x - x0).abs().mean(dim=(1, 2))  # noqa: E731
     counts = (2, 5, 20)
     errors = torch.stack([reconstruction(solve(invert_motion(model, SCHEDULE, x0, k))) for k in counts])
-    z, kept = invert_closest(model, SCHEDULE, x0, solve, reconstruction, counts)
+    z, kept, decoded = invert_closest(model, SCHEDULE, x0, solve, reconstruction, counts)
     assert kept.tolist() == [counts[i] for i in errors.argmin(0).tolist()]
     torch.testing.assert_close(reconstruction(solve(z)), errors.min(0).values)
+    # the returned decode is the chosen noise's, so callers need not solve again
+    torch.testing.assert_close(decoded, solve(z).detach())
     for b, k in enumerate(kept.tolist()):
         torch.testing.assert_close(z[b], invert_motion(model, SCHEDULE, x0, k)[b])
     with pytest.raises(ArtifactError, match="step_counts"):

@@ -28,6 +28,7 @@ from humandiff.models.mdm import (
     load_mdm,
     save_mdm,
     training_loss,
+    training_timesteps,
 )
 from humandiff.motion.hml3d import recover_from_ric
 from humandiff.train import LoopConfig, epoch_batches, learning_rate_at, load_resume_state, train
@@ -209,6 +210,23 @@ def test_text_token_is_dropped_at_the_configured_rate():
         assert low <= dropped.float().mean().item() <= high
         # kept rows pass the caption embedding through unchanged
         torch.testing.assert_close(seen[~dropped], batch["text_emb"][~dropped])
+
+
+def test_training_timesteps_put_the_asked_share_in_the_top_levels():
+    schedule = cosine_schedule(1000)
+    uniform = training_timesteps(schedule, 20000, torch.Generator().manual_seed(0))
+    # the default is the plain uniform draw, random numbers included
+    torch.testing.assert_close(uniform, torch.randint(0, 1000, (20000,), generator=torch.Generator().manual_seed(0)))
+    assert uniform.min() >= 0 and uniform.max() <= 999
+    shifted = training_timesteps(schedule, 20000, torch.Generator().manual_seed(0), high_noise_share=0.5,
+                                 high_noise_fraction=0.1)
+    assert shifted.min() >= 0 and shifted.max() <= 999
+    # half the batch from [900, 1000) plus a tenth of the uniform half: 0.55 expected
+    assert 0.53 <= (shifted >= 900).float().mean().item() <= 0.57
+    assert (training_timesteps(schedule, 500, torch.Generator().manual_seed(1), 1.0, 0.05) >= 950).all()
+    for share, fraction in ((-0.1, 0.1), (1.5, 0.1), (0.5, 0.0), (0.5, 1.2)):
+        with pytest.raises(ArtifactError, match="high_noise"):
+            training_timesteps(schedule, 4, torch.Generator(), share, fraction)
 
 
 def test_masked_loss_ignores_padding_and_is_zero_for_a_perfect_model():
@@ -510,7 +528,8 @@ TRAIN_PARAMS = {"seed": 0, "threads": 1, "latent_dim": 32, "num_layers": 2, "num
                 "standardize_text": True, "max_frames": 64, "steps": 6,
                 "batch_size": 4, "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 2, "lr_decay": "cosine",
                 "grad_clip": 1.0, "ema_decay": 0.9, "bf16": False, "length_buckets": 2, "checkpoint_every": 3,
-                "lambda_joints": 0.0, "lambda_velocity": 0.1, "lambda_foot": 0.1}
+                "lambda_joints": 0.0, "lambda_velocity": 0.1, "lambda_foot": 0.1, "clause_slots": 1,
+                "high_noise_share": 0.5, "high_noise_fraction": 0.1}
 SAMPLE_PARAMS = {"seed": 0, "threads": 1, "ddim_steps": 4, "guidance_scale": 2.5, "eta": 0.0, "batch_size": 3,
                  "max_clips": 0, "videos": 1, "sheet_rows": 2}
 

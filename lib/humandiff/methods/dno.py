@@ -203,41 +203,42 @@ def invert_closest(
     *,
     model_kwargs: Mapping[str, Any] | None = None,
     spacing: Spacing = "trailing",
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor]:
     """Per input, the DDIM inversion among ``step_counts`` whose decode ``solver(z)`` is closest to it.
 
     ``x0`` (B, T, D) normalised inputs; ``reconstruction`` ``x -> (B,)`` their error. Returns the
-    chosen noise (B, T, D) and the step count each input kept (B,). With an inexact prior no step
-    count is best for every input (measured: 100 steps decode the raised-hands source 142 cm away
-    and 20 steps 281 cm; for crawling 18.5 and 4.9 cm).
+    chosen noise (B, T, D), the step count each input kept (B,) and the chosen noise's decode
+    (B, T, D), so that a caller measuring the start does not solve again. With an inexact prior
+    no step count is best for every input (the pipeline records each task's choice and distance
+    as ``inversion_steps`` and ``inversion_mpjpe_cm``).
     """
     if not step_counts:
         raise ArtifactError("invert_closest: parameter 'step_counts' is empty")
-    best_z, best_error, best_steps = None, None, None
+    best: tuple[Tensor, Tensor, Tensor, Tensor] | None = None  # noise, decode, error, steps
     for steps in step_counts:
         z = invert_motion(model, schedule, x0, steps, model_kwargs=model_kwargs, spacing=spacing)
         with torch.no_grad():
-            error = _terms(reconstruction, solver(z), x0.shape[0])
-        error = total_loss(error).detach()
-        if best_z is None:
-            best_z, best_error, best_steps = z, error, torch.full_like(error, steps, dtype=torch.long)
+            decoded = solver(z)
+            error = total_loss(_terms(reconstruction, decoded, x0.shape[0])).detach()
+        if best is None:
+            best = (z, decoded, error, torch.full_like(error, steps, dtype=torch.long))
             continue
-        better = error < best_error
-        best_z = torch.where(better.reshape((-1,) + (1,) * (z.dim() - 1)), z, best_z)
-        best_error = torch.where(better, error, best_error)
-        best_steps = torch.where(better, torch.full_like(best_steps, steps), best_steps)
-    return best_z, best_steps
+        better = error < best[2]
+        pick = better.reshape((-1,) + (1,) * (z.dim() - 1))
+        best = (torch.where(pick, z, best[0]), torch.where(pick, decoded, best[1]), torch.where(better, error, best[2]),
+                torch.where(better, torch.full_like(best[3], steps), best[3]))
+    return best[0], best[3], best[1]
 
 
 def fit_inversion(z_inverted: Tensor, solver: Solver, reconstruction: Criterion, options: DNOOptions) -> DNOResult:
     """Refine inverted noise ``z_inverted`` (B, T, D) so that ``solver(z)`` reproduces the input.
 
     DDIM inversion is exact only for a model whose x0 estimate is exact at low noise; a prior with
-    an error floor there (ours: 0.156 RMS at t = 0, from 4-frame tokens) inverts to noise whose
-    decode is far from the input (measured on the default preset: 142 cm for the raised-hands
-    source, 18 cm for crawling). ``options.inversion_fit_steps`` steps of Algorithm 1 with only
-    ``reconstruction`` (``x0 -> (B,)``, e.g. the joint error to the input) as the criterion, no
-    content or decorrelation term and a warm-up of a fifth of the steps, bring it to 3 and 1.6 cm.
+    an error floor there (ours, from 4-frame tokens) inverts to noise whose decode can be far from
+    the input (the pipeline records it per task as ``inversion_mpjpe_cm``).
+    ``options.inversion_fit_steps`` steps of Algorithm 1 with only ``reconstruction`` (``x0 ->
+    (B,)``, e.g. the joint error to the input) as the criterion, no content or decorrelation term
+    and a warm-up of a fifth of the steps, bring it close (``fitted_inversion_mpjpe_cm``).
     """
     steps = options.inversion_fit_steps
     if steps < 1:
