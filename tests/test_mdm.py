@@ -579,7 +579,10 @@ def test_stages_train_and_sample_deterministically(corpus: Path, tmp_path: Path)
                                                 ("lambda_foot", -1.0, "lambda_foot"),
                                                 ("frames_per_token", 3, "frames_per_token"),
                                                 ("conditioning", "film", "conditioning"),
-                                                ("standardize_text", "yes", "standardize_text")])
+                                                ("standardize_text", "yes", "standardize_text"),
+                                                ("clause_slots", -1, "train_mdm.clause_slots' must be >= 0"),
+                                                ("high_noise_share", 1.5, "train_mdm.high_noise_share"),
+                                                ("high_noise_fraction", 0.0, "train_mdm.high_noise_fraction")])
 def test_stage_bad_params_one_line_error(corpus: Path, tmp_path: Path, key, value, message):
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"train_mdm": dict(TRAIN_PARAMS, **{key: value})}))
