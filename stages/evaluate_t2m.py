@@ -17,7 +17,9 @@ from humandiff.eval.t2m import (
     METRIC_NAMES,
     activation_statistics,
     load_generated,
+    matched_distances,
     mean_interval,
+    mm_dist_breakdown,
     motion_quality,
     multimodality,
     quality_bars,
@@ -28,6 +30,7 @@ from humandiff.eval.t2m import (
 from humandiff.io import ArtifactError, atomic_path, save_json
 from humandiff.models.evaluator import load_evaluator, random_crop
 from humandiff.stage import positive, run_stage, stage_params
+from humandiff.text.clauses import split_clauses
 
 SECTION = "evaluate_t2m"
 PARAMS = {"seed": int, "threads": int, "replications": int, "diversity_times": int, "mm_texts": int,
@@ -38,18 +41,15 @@ def mdm_generations(p: dict, model_file: str, config_file: str, mean_std_file: s
                     test_split) -> tuple[list[str], list[list[np.ndarray]]]:
     """``mm_repeats`` raw generations (T, 263) for each of ``mm_texts`` test clips' first captions."""
     from humandiff.models.mdm import generate, load_mdm
-    from humandiff.text.clauses import clause_conditions
+    from humandiff.text.clauses import caption_conditions
 
     model, config = load_mdm(model_file, config_file)
     mean, std = load_mean_std(mean_std_file, "model")
-    rows, embeddings = load_embeddings(embeddings_file)
     chosen = np.sort(np.random.default_rng([p["seed"], 7]).choice(len(test_split), p["mm_texts"], replace=False))
     captions = [test_split.captions(int(k))[0] for k in chosen]
-    missing = [c for c in captions if c not in rows]
-    if missing:
-        raise ArtifactError(f"{embeddings_file}: no embedding for caption {missing[0]!r}")
     repeat = p["mm_repeats"]
-    conditions = clause_conditions(captions, embeddings[[rows[c] for c in captions]], config.clause_slots)
+    conditions = caption_conditions(captions, load_embeddings(embeddings_file), config.clause_slots,
+                                    strict_source=embeddings_file)
     text_emb = torch.from_numpy(np.repeat(conditions, repeat, axis=0))
     lengths = np.repeat(test_split.lengths[chosen], repeat)
     motions = generate(model, config.noise_schedule(), text_emb, lengths.tolist(), num_steps=p["mm_steps"],
@@ -108,7 +108,8 @@ def main(params_file: str, evaluator_file: str, index_file: str, features_file: 
     real_caption_rows = [table.rows(caps) for caps in real_captions]
 
     # FID's reference: every test clip once, its leading multiple of 4 frames.
-    reference = activation_statistics(evaluator.embed_motions(real_clips))
+    real_motion = evaluator.embed_motions(real_clips)
+    reference = activation_statistics(real_motion)
     mdm_motion = evaluator.embed_motions(sample_clips)
     mdm_text = evaluator.embed_texts(table, table.rows([str(c) for c in samples["caption"]]))
     mm_embeddings = np.stack([evaluator.embed_motions(group) for group in mm_groups]) if mm_groups else None
@@ -126,6 +127,11 @@ def main(params_file: str, evaluator_file: str, index_file: str, features_file: 
             mm_values.append(multimodality(mm_embeddings, p["mm_times"], rng))
 
     real, mdm = summarize(real_rows), summarize(mdm_rows)
+    # Real's matched distances: every clip's leading crop with its first caption
+    real_first = matched_distances(evaluator.embed_texts(table, np.array([rows[0] for rows in real_caption_rows])),
+                                   real_motion)
+    multi_action = np.array([len(split_clauses(str(c))) > 1 for c in samples["caption"]])
+    breakdown = mm_dist_breakdown(real_first, matched_distances(mdm_text, mdm_motion), multi_action)
     if mm_values:
         mdm["multimodality"], mdm["multimodality_ci"] = mean_interval(mm_values)
     else:
@@ -156,7 +162,7 @@ def main(params_file: str, evaluator_file: str, index_file: str, features_file: 
             "difference| x fps^3): mean over clips of joints from `recover_from_ric`.",
         ],
     }
-    payload = {"real": real, "mdm": mdm, "bars": bars, "protocol": {k: v for k, v in protocol.items() if k != "notes"}}
+    payload = {"real": real, "mdm": mdm, "bars": bars, "mm_dist_breakdown": breakdown, "protocol": {k: v for k, v in protocol.items() if k != "notes"}}
     for row in (real, mdm):
         missing = [n for n in METRIC_NAMES if n not in row]
         if missing:

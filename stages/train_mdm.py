@@ -58,14 +58,20 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def with_conditions(split: MotionSplit, embeddings_file: Path, config: MDMConfig) -> MotionSplit:
-    """``split`` whose caption rows hold the model's conditions (C, condition_dim): the sentence
-    embeddings followed by the clause embeddings when ``config.clause_slots > 0``."""
+def condition_table(embeddings_file: Path, config: MDMConfig) -> np.ndarray | None:
+    """The model's conditions (C, condition_dim) for every caption row of ``embeddings_file``: the
+    sentence embeddings followed by the clause embeddings; None when ``config.clause_slots == 0``
+    (the sentence embeddings are the conditions)."""
     if config.clause_slots == 0:
-        return split
+        return None
     rows, sentences = load_embeddings(embeddings_file)
     captions = sorted(rows, key=rows.__getitem__)
-    return replace(split, embeddings=clause_conditions(captions, sentences, config.clause_slots))
+    return clause_conditions(captions, sentences, config.clause_slots)
+
+
+def with_conditions(split: MotionSplit, conditions: np.ndarray | None) -> MotionSplit:
+    """``split`` whose caption rows index ``conditions`` (from :func:`condition_table`) when it has them."""
+    return split if conditions is None else replace(split, embeddings=conditions)
 
 
 @torch.no_grad()
@@ -128,7 +134,8 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
 
     hml = Path(hml_dir)
     inputs = [hml / "index.parquet", hml / "features.npz", hml / "mean_std.npz", Path(embeddings_file)]
-    train_split = with_conditions(load_motion_split(inputs[0], inputs[1], inputs[3], "train"), inputs[3], config)
+    conditions = condition_table(inputs[3], config)  # encodes every clause once, for both splits
+    train_split = with_conditions(load_motion_split(inputs[0], inputs[1], inputs[3], "train"), conditions)
     mean, std = load_mean_std(inputs[2])
     dataset = MotionTextDataset(train_split, mean, std, max_frames=p["max_frames"], seed=p["seed"])
     # the thread count changes only float rounding: a run may resume with another one
@@ -153,7 +160,7 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
     out = Path(out_dir)
     save_mdm(out / "model.pt", out / "config.json", result.ema.state_dict(), config)
     write_loss_curve(plot_file, result.history)
-    val_split = with_conditions(load_motion_split(inputs[0], inputs[1], inputs[3], "val"), inputs[3], config)
+    val_split = with_conditions(load_motion_split(inputs[0], inputs[1], inputs[3], "val"), conditions)
     val_set = MotionTextDataset(val_split, mean, std, max_frames=p["max_frames"], random=False)
     tail = result.history[-max(1, len(result.history) // 10):]
     save_json(metrics_file, {

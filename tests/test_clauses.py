@@ -64,7 +64,14 @@ def test_bad_inputs_are_one_line_errors():
     with pytest.raises(ArtifactError, match="clause_slots"):
         clause_conditions(["a."], np.zeros((1, 384)), -1, _fake_encode([]))
     with pytest.raises(ArtifactError, match="clause_slots"):
+        clause_conditions(["a."], np.zeros((1, 384)), True, _fake_encode([]))
+    with pytest.raises(ArtifactError, match="clause_slots"):
         MDMConfig(clause_slots=-2)
+    table = ({"a man jumps.": 0}, np.ones((1, 384), np.float32))
+    calls: list = []
+    with pytest.raises(ArtifactError, match=r"^emb\.parquet: no embedding for caption 'a person crawls\.'$"):
+        caption_conditions(["a man jumps.", "a person crawls."], table, 1, _fake_encode(calls), strict_source="emb.parquet")
+    assert calls == []  # refused before encoding anything
 
 
 def test_the_prior_takes_conditions_of_its_clause_slots():

@@ -266,6 +266,24 @@ def test_editing_keeps_the_content_term_and_starts_at_the_reference():
     assert result.history["content"][-1, 0] > 0
 
 
+def test_content_weight_scales_the_content_term_per_sample():
+    model = ToyDenoiser()
+    criterion, z0 = pelvis_problem()
+    options = DNOOptions.for_task("edit", steps=3, warmup_steps=1)
+    solver = ddim_solver(model, SCHEDULE, ddim_steps=2)
+    batch = z0.shape[0]
+    weight = torch.zeros(batch)
+    weight[0] = 1.0
+    weighted = optimize_noise(z0, solver, criterion, options, content_weight=weight)
+    plain = optimize_noise(z0, solver, criterion, options)
+    free = optimize_noise(z0, solver, criterion, options.with_overrides({"lambda_content": 0.0}))
+    # sample 0 keeps the full term, the others optimise as without it
+    assert torch.allclose(weighted.z[0], plain.z[0]) and torch.allclose(weighted.z[1:], free.z[1:])
+    assert weighted.history["content"][-1, 0] > 0 and np.all(weighted.history["content"][:, 1:] == 0)
+    with pytest.raises(ArtifactError, match="content_weight"):
+        optimize_noise(z0, solver, criterion, options, content_weight=-weight)
+
+
 def test_checkpointed_and_plain_optimisation_follow_the_same_trajectory():
     model = ToyDenoiser()
     criterion, z0 = pelvis_problem()

@@ -182,6 +182,7 @@ def test_task_table_round_trips_through_parquet(tmp_path):
     ({"init": "random"}, "field 'init' must be one of"),
     ({"obstacle_radius": [0.3]}, "field 'obstacle_xz' has 0 numbers"),
     ({"noise_std": -0.1}, "field 'noise_std' must be a finite number >= 0"),
+    ({"content_weight": -1.0}, "field 'content_weight' must be a finite number >= 0"),
     ({"target_joints": [], "target_frames": [], "target_xyz": []}, "no observation, target or obstacle"),
     ({"content_rule": "dance"}, "field 'content_rule' must be one of"),
 ])

@@ -354,8 +354,11 @@ def test_train_evaluator_and_evaluate_t2m_stages(corpus, tmp_path):
         report["mdm"]["foot_skating_ratio"] <= 0.1,
         report["mdm"]["jitter"] <= 2 * report["real"]["jitter"],
     ]
+    breakdown = report["mm_dist_breakdown"]
+    assert 0.0 <= breakdown["miss_share"] <= 1.0 and breakdown["real_cutoff"] >= breakdown["real_median"] > 0.0
     markdown = (tmp_path / "t2m.md").read_text()
     assert "| Real (test motions) |" in markdown and "| MDM (ours) |" in markdown
+    assert "### Where MM-Dist comes from" in markdown
     assert "0.511 ± 0.003" in markdown  # the paper's Real top-1, quoted
 
 

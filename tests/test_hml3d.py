@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from humandiff.geometry.rotations import axis_angle_to_matrix, quaternion_apply, yaw_to_matrix
+from humandiff.geometry.rotations import axis_angle_to_matrix, quaternion_apply, quaternion_conjugate, yaw_to_matrix
 from humandiff.io.artifacts import ArtifactError
 from humandiff.motion import hml3d
 
@@ -320,6 +320,20 @@ def test_recover_gradcheck_and_batching():
     rotation, position = hml3d.recover_root(features)
     assert rotation.shape == (2, 11, 4) and position.shape == (2, 11, 3)
     assert torch.allclose(rotation[:, 0], torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64))
+
+
+def test_recovery_matches_the_generic_quaternion_rotation():
+    # recover_from_ric rotates about y in closed form; the generic quaternion product is the reference
+    features = torch.randn(3, 30, 263, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 0.3
+    rotation, root = hml3d.recover_root(features)
+    inverse = quaternion_conjugate(rotation)
+    step = quaternion_apply(inverse[:, 1:], torch.stack([features[:, :-1, 1], torch.zeros_like(features[:, :-1, 1]),
+                                                         features[:, :-1, 2]], -1))
+    path = torch.cat([torch.zeros(3, 1, 3, dtype=features.dtype), step.cumsum(1)], 1)
+    assert torch.allclose(root[..., [0, 2]], path[..., [0, 2]], atol=1e-12)
+    ric = features[..., 4:67].reshape(3, 30, 21, 3)
+    world = quaternion_apply(inverse[:, :, None], ric) + torch.stack([root[..., 0], 0 * root[..., 0], root[..., 2]], -1)[:, :, None]
+    assert torch.allclose(hml3d.recover_from_ric(features), torch.cat([root[:, :, None], world], 2), atol=1e-12)
 
 
 # --------------------------------------------------------------------------- normalisation

@@ -283,10 +283,12 @@ def _terms(criterion: Criterion, x: Tensor, batch: int) -> dict[str, Tensor]:
     return terms
 
 
-def _latent_terms(z: Tensor, options: DNOOptions, z_reference: Tensor | None, lengths: Tensor | None) -> dict[str, Tensor]:
+def _latent_terms(z: Tensor, options: DNOOptions, z_reference: Tensor | None, lengths: Tensor | None,
+                  content_weight: Tensor | None = None) -> dict[str, Tensor]:
     terms = {}
     if options.lambda_content > 0:
-        terms["content"] = options.lambda_content * content_loss(z, z_reference, squared=options.content_squared)
+        content = options.lambda_content * content_loss(z, z_reference, squared=options.content_squared)
+        terms["content"] = content if content_weight is None else content_weight.to(content) * content
     if options.lambda_decorr > 0:
         terms["decorr"] = options.lambda_decorr * decorrelation_loss(z, lengths)
     return terms
@@ -300,6 +302,7 @@ def optimize_noise(
     *,
     z_reference: Tensor | None = None,
     lengths: Tensor | None = None,
+    content_weight: Tensor | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
 ) -> DNOResult:
@@ -312,6 +315,7 @@ def optimize_noise(
         options: :class:`DNOOptions`.
         z_reference: (B, T, D) the content anchor; defaults to ``z_init`` (Eq. 5).
         lengths: (B,) valid frames per sample for the decorrelation loss (padding excluded).
+        content_weight: (B,) >= 0 per-sample factors on ``lambda_content`` (None: 1 for all).
         generator: source of the perturbation noise (needed when ``options.perturbation > 0``).
         progress: show a tqdm bar.
     """
@@ -323,6 +327,10 @@ def optimize_noise(
     z_reference = (z_init if z_reference is None else z_reference).detach()
     if z_reference.shape != z_init.shape:
         raise ArtifactError(f"optimize_noise: 'z_reference' {tuple(z_reference.shape)} differs from 'z_init' {tuple(z_init.shape)}")
+    if content_weight is not None and (content_weight.shape != (batch,) or not bool(torch.isfinite(content_weight).all())
+                                       or bool((content_weight < 0).any())):
+        raise ArtifactError(f"optimize_noise: 'content_weight' must be ({batch},) finite and >= 0, "
+                            f"got {tuple(content_weight.shape)}")
     z = z_init.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=options.lr, betas=options.adam_betas)
     records: dict[str, list[np.ndarray]] = {}
@@ -337,7 +345,7 @@ def optimize_noise(
             group["lr"] = rate
         with torch.enable_grad():
             terms = _terms(criterion, solver(z), batch)
-            terms.update(_latent_terms(z, options, z_reference, lengths))
+            terms.update(_latent_terms(z, options, z_reference, lengths, content_weight))
             total = total_loss(terms)
             (grad,) = torch.autograd.grad(total.sum(), z)
         if not bool(torch.isfinite(grad).all()):
@@ -355,7 +363,7 @@ def optimize_noise(
         z_final = z.detach()
         x = solver(z_final).detach()
         terms = _terms(criterion, x, batch)
-        terms.update(_latent_terms(z_final, options, z_reference, lengths))
+        terms.update(_latent_terms(z_final, options, z_reference, lengths, content_weight))
         terms["total"] = total_loss(terms)
     history = {name: np.stack(values) for name, values in records.items()}
     final = {name: value.double().cpu().numpy() for name, value in terms.items()}

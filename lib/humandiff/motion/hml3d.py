@@ -60,9 +60,7 @@ import torch
 from humandiff.geometry.rotations import (
     matrix_to_quaternion_np,
     matrix_to_rotation_6d_np,
-    quaternion_apply,
     quaternion_apply_np,
-    quaternion_conjugate,
     quaternion_conjugate_np,
     quaternion_from_two_vectors_np,
     quaternion_multiply_np,
@@ -524,18 +522,33 @@ def recover_root(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     position integrates ``features[t, 1:3]`` un-rotated by ``r_{t+1}`` from x = z = 0 and takes
     y from ``features[t, 3]``. Differentiable; no in-place operations.
     """
+    angle, position = _root_angle_position(features)
+    zeros = torch.zeros_like(angle)
+    return torch.stack([torch.cos(angle), zeros, torch.sin(angle), zeros], -1), position
+
+
+def _root_angle_position(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The half-angles ``a_t`` (..., T) of :func:`recover_root`'s rotations and its positions (..., T, 3)."""
     _check_features(features, 1)
     rot_vel = features[..., 0]
-    zero = torch.zeros_like(rot_vel[..., :1])
-    angle = torch.cat([zero, torch.cumsum(rot_vel[..., :-1], -1)], -1)
-    zeros = torch.zeros_like(angle)
-    rotation = torch.stack([torch.cos(angle), zeros, torch.sin(angle), zeros], -1)
-    velocity = features[..., :-1, 1:3]
-    velocity = torch.stack([velocity[..., 0], torch.zeros_like(velocity[..., 0]), velocity[..., 1]], -1)
-    step = quaternion_apply(quaternion_conjugate(rotation[..., 1:, :]), velocity)
-    path = torch.cat([torch.zeros_like(features[..., :1, :3]), torch.cumsum(step, -2)], -2)
-    position = torch.stack([path[..., 0], features[..., 3], path[..., 2]], -1)
-    return rotation, position
+    angle = torch.cat([torch.zeros_like(rot_vel[..., :1]), torch.cumsum(rot_vel[..., :-1], -1)], -1)
+    step_x, step_z = _unrotate_xz(angle[..., 1:], features[..., :-1, 1], features[..., :-1, 2])
+    zero = torch.zeros_like(features[..., :1, 0])
+    path_x = torch.cat([zero, torch.cumsum(step_x, -1)], -1)
+    path_z = torch.cat([zero, torch.cumsum(step_z, -1)], -1)
+    return angle, torch.stack([path_x, features[..., 3], path_z], -1)
+
+
+def _unrotate_xz(angle: torch.Tensor, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The x, z parts of vectors rotated by the conjugate of ``(cos a, 0, sin a, 0)``, i.e. by
+    ``-2a`` about y (``angle`` broadcasts against ``x``, ``z``); y is unchanged.
+
+    Equal to :func:`humandiff.geometry.rotations.quaternion_apply` with that quaternion, but in the closed form of a rotation
+    about one axis: the recovered root rotation is always about y, and the generic product's two
+    cross products were a tenth of a training step of the prior (its geometric losses).
+    """
+    cos, sin = torch.cos(2.0 * angle), torch.sin(2.0 * angle)
+    return cos * x - sin * z, sin * x + cos * z
 
 
 def recover_from_ric(features: torch.Tensor, joints_num: int = NUM_JOINTS) -> torch.Tensor:
@@ -545,12 +558,12 @@ def recover_from_ric(features: torch.Tensor, joints_num: int = NUM_JOINTS) -> to
     added back, and the root is put first (HumanML3D's ``recover_from_ric``).
     """
     _check_features(features, joints_num)
-    rotation, root = recover_root(features)
+    angle, root = _root_angle_position(features)
     ric = features[..., 4 : 4 + (joints_num - 1) * 3]
     ric = ric.reshape(*ric.shape[:-1], joints_num - 1, 3)
-    world = quaternion_apply(quaternion_conjugate(rotation)[..., None, :], ric)
-    root_xz = torch.stack([root[..., 0], torch.zeros_like(root[..., 0]), root[..., 2]], -1)
-    return torch.cat([root[..., None, :], world + root_xz[..., None, :]], -2)
+    world_x, world_z = _unrotate_xz(angle[..., None], ric[..., 0], ric[..., 2])
+    world = torch.stack([world_x + root[..., None, 0], ric[..., 1], world_z + root[..., None, 2]], -1)
+    return torch.cat([root[..., None, :], world], -2)
 
 
 # --------------------------------------------------------------------------- normalisation

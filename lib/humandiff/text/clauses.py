@@ -54,7 +54,7 @@ def clause_conditions(captions: Sequence[str], sentences: np.ndarray, clause_slo
     if sentences.shape != (len(captions), SENTENCE_DIM):
         raise ArtifactError(f"clause_conditions: sentences must have shape ({len(captions)}, {SENTENCE_DIM}), "
                             f"got {sentences.shape}")
-    if not isinstance(clause_slots, int) or clause_slots < 0:
+    if isinstance(clause_slots, bool) or not isinstance(clause_slots, int) or clause_slots < 0:
         raise ArtifactError(f"clause_conditions: parameter 'clause_slots' must be an integer >= 0, got {clause_slots!r}")
     if clause_slots == 0:
         return sentences
@@ -74,12 +74,18 @@ def clause_conditions(captions: Sequence[str], sentences: np.ndarray, clause_slo
 
 
 def caption_conditions(captions: Sequence[str], sentence_table: tuple[Mapping[str, int], np.ndarray],
-                       clause_slots: int, encode: Encode = minilm_encode) -> np.ndarray:
+                       clause_slots: int, encode: Encode = minilm_encode, *, strict_source: str | None = None) -> np.ndarray:
     """:func:`clause_conditions` of ``captions`` whose sentence embeddings come from ``sentence_table``
-    (caption -> row, matrix (C, 384), as :func:`humandiff.data.load_embeddings` returns); captions
-    missing from the table are encoded with ``encode``."""
+    (caption -> row, matrix (C, 384), as :func:`humandiff.data.load_embeddings` returns).
+
+    Captions missing from the table are encoded with ``encode``; with ``strict_source`` (the
+    table's file name) a missing caption is an error naming that file instead, for stages whose
+    captions must all come from the corpus.
+    """
     rows, matrix = sentence_table
     missing = sorted({str(c) for c in captions if str(c) not in rows})
+    if missing and strict_source is not None:
+        raise ArtifactError(f"{strict_source}: no embedding for caption {missing[0]!r}")
     extra = dict(zip(missing, np.asarray(encode(missing), dtype=np.float32))) if missing else {}
     sentences = np.stack([matrix[rows[str(c)]] if str(c) in rows else extra[str(c)] for c in captions]) if captions \
         else np.zeros((0, SENTENCE_DIM), np.float32)
