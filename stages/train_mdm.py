@@ -30,7 +30,7 @@ from humandiff.models.mdm import (
     save_mdm,
     training_loss,
 )
-from humandiff.stage import positive, run_stage, stage_params
+from humandiff.stage import code_digest, positive, run_stage, stage_params
 from humandiff.text.clauses import clause_conditions
 from humandiff.train import LoopConfig, init_distributed, shutdown_distributed, train, write_loss_curve
 
@@ -138,9 +138,10 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
     train_split = with_conditions(load_motion_split(inputs[0], inputs[1], inputs[3], "train"), conditions)
     mean, std = load_mean_std(inputs[2])
     dataset = MotionTextDataset(train_split, mean, std, max_frames=p["max_frames"], seed=p["seed"])
-    # the thread count changes only float rounding: a run may resume with another one
+    # the thread count changes only float rounding: a run may resume with another one; new code
+    # (DVC reruns the stage) must not resume the finished run
     fingerprint = {"params": {k: v for k, v in p.items() if k != "threads"}, "model": config.to_dict(),
-                   "data": [file_digest(f) for f in inputs]}
+                   "data": [file_digest(f) for f in inputs], "code": code_digest()}
 
     torch.manual_seed(p["seed"])  # the initial weights
     model = MotionDiffusionModel(config)

@@ -573,6 +573,22 @@ def test_stages_train_and_sample_deterministically(corpus: Path, tmp_path: Path)
     assert set(json.loads((a / "sample.json").read_text())["generated"]) == {"foot_skating_ratio", "jitter"}
 
 
+def test_stage_trains_afresh_after_a_code_change(corpus: Path, tmp_path: Path, monkeypatch):
+    import humandiff.stage
+
+    digest = humandiff.stage.code_digest()
+    assert digest == humandiff.stage.code_digest() and len(digest) == 64
+    params = dict(TRAIN_PARAMS, steps=2)
+    _run_stages(corpus, tmp_path, params)
+    _run_stages(corpus, tmp_path, params)
+    assert json.loads((tmp_path / "train.json").read_text())["resumed_from"] == 2  # nothing changed: nothing to do
+    # DVC reruns the stage after a code change: it must train again, not "resume" the finished run
+    monkeypatch.setattr(humandiff.stage, "code_digest", lambda: "edited")  # the stage imports it when loaded
+    _run_stages(corpus, tmp_path, params)
+    metrics = json.loads((tmp_path / "train.json").read_text())
+    assert metrics["resumed_from"] == 0 and metrics["steps"] == 2
+
+
 @pytest.mark.parametrize("key,value,message", [("steps", 0, "train_mdm.steps' must be > 0"),
                                                 ("latent_dim", 30, "latent_dim"),
                                                 ("lr_decay", "step", "lr_decay"),
