@@ -26,6 +26,7 @@ from humandiff.eval.t2m import (
     render_t2m_report,
     summarize,
     t2m_replication,
+    unrelated_mean_distance,
 )
 from humandiff.io import ArtifactError, atomic_path, save_json
 from humandiff.models.evaluator import load_evaluator, random_crop
@@ -131,7 +132,8 @@ def main(params_file: str, evaluator_file: str, index_file: str, features_file: 
     real_first = matched_distances(evaluator.embed_texts(table, np.array([rows[0] for rows in real_caption_rows])),
                                    real_motion)
     multi_action = np.array([len(split_clauses(str(c))) > 1 for c in samples["caption"]])
-    breakdown = mm_dist_breakdown(real_first, matched_distances(mdm_text, mdm_motion), multi_action)
+    breakdown = mm_dist_breakdown(real_first, matched_distances(mdm_text, mdm_motion), multi_action,
+                                  unrelated_mean_distance(mdm_text, mdm_motion))
     if mm_values:
         mdm["multimodality"], mdm["multimodality_ci"] = mean_interval(mm_values)
     else:

@@ -30,7 +30,7 @@ from humandiff.models.perception import (
     save_perception,
     teacher_evidence,
 )
-from humandiff.stage import positive, run_stage, stage_params
+from humandiff.stage import code_digest, positive, run_stage, stage_params
 from humandiff.train import LoopConfig, init_distributed, shutdown_distributed, train, write_loss_curve
 
 SECTION = "train_perception"
@@ -97,8 +97,9 @@ def main(params_file: str, images_dir: str, out_file: str, checkpoint_file: str,
         use_teacher = torch.rand(len(images), generator=generator) < p["teacher_fraction"]
         return perception_loss(net(images, teacher, use_teacher), batch, body_model, weights, config.image_size)
 
+    # new code (DVC reruns the stage) must not resume the finished run
     fingerprint = {"index": _digest(Path(images_dir) / "index.parquet"), "config": config.to_dict(),
-                   "weights": weights.__dict__, "body": str(body_path),
+                   "weights": weights.__dict__, "body": str(body_path), "code": code_digest(),
                    **{k: p[k] for k in ("colour_jitter", "teacher_fraction", "teacher_pixel_noise", "teacher_depth_noise")}}
     info = init_distributed()
     cpu_started = time.process_time()

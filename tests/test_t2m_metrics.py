@@ -262,13 +262,17 @@ def test_mm_dist_breakdown_counts_misses_beyond_reals_quantile():
     real = np.arange(1, 101, dtype=float) / 100.0  # 0.01 .. 1.00: 95th percentile 0.9505
     generated = np.array([0.5, 0.9, 2.0, 20.0, 0.1, 25.0])
     multi = np.array([False, False, False, True, True, True])
-    out = t2m.mm_dist_breakdown(real, generated, multi)
+    out = t2m.mm_dist_breakdown(real, generated, multi, unrelated_mean=21.0)
+    assert out["miss_mean"] == pytest.approx((2.0 + 20.0 + 25.0) / 3) and out["unrelated_mean"] == 21.0
+    assert out["generated_mean"] == pytest.approx(generated.mean())
     assert out["real_cutoff"] == pytest.approx(0.9505)
     assert out["miss_share"] == pytest.approx(3 / 6)
     assert out["miss_share_single_action"] == pytest.approx(1 / 3) and out["miss_share_multi_action"] == pytest.approx(2 / 3)
     assert out["generated_median"] == pytest.approx(1.45) and out["real_median"] == pytest.approx(0.505)
-    assert t2m.mm_dist_breakdown(real, generated[:2], multi[:2])["miss_share_multi_action"] is None
+    assert t2m.mm_dist_breakdown(real, generated[:2], multi[:2], 21.0)["miss_share_multi_action"] is None
     with pytest.raises(ArtifactError, match="mm_dist_breakdown"):
-        t2m.mm_dist_breakdown(real, generated, multi[:3])
+        t2m.mm_dist_breakdown(real, generated, multi[:3], 21.0)
     text = np.zeros((2, 3))
-    assert t2m.matched_distances(text, np.array([[3.0, 4.0, 0.0], [0.0, 0.0, 1.0]])).tolist() == [5.0, 1.0]
+    motion = np.array([[3.0, 4.0, 0.0], [0.0, 0.0, 1.0]])
+    assert t2m.matched_distances(text, motion).tolist() == [5.0, 1.0]
+    assert t2m.unrelated_mean_distance(np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 2.0]]), motion) == pytest.approx((1.0 + np.sqrt(29.0)) / 2)

@@ -186,6 +186,14 @@ def t2m_replication(text: np.ndarray, motion: np.ndarray, reference: tuple[np.nd
             "diversity": diversity(motion, diversity_times, rng)}
 
 
+def unrelated_mean_distance(text: np.ndarray, motion: np.ndarray) -> float:
+    """Mean distance from each text embedding to the other rows' motion embeddings (N >= 2, E each)."""
+    distances = euclidean_distance_matrix(_embeddings(text, "text embeddings"), _embeddings(motion, "motion embeddings"))
+    if len(distances) < 2:
+        raise ArtifactError("unrelated_mean_distance: needs >= 2 pairs")
+    return float(distances[~np.eye(len(distances), dtype=bool)].mean())
+
+
 def matched_distances(text: np.ndarray, motion: np.ndarray) -> np.ndarray:
     """Distance (N,) between each text embedding and its own motion's (N, E each): MM-Dist's terms."""
     text, motion = _embeddings(text, "text embeddings"), _embeddings(motion, "motion embeddings")
@@ -195,10 +203,11 @@ def matched_distances(text: np.ndarray, motion: np.ndarray) -> np.ndarray:
 
 
 def mm_dist_breakdown(real: np.ndarray, generated: np.ndarray, multi_action: np.ndarray,
-                      quantile: float = 0.95) -> dict[str, float]:
+                      unrelated_mean: float, quantile: float = 0.95) -> dict[str, float]:
     """Where a generator's MM-Dist comes from: median matched distances of Real (N,) and of the
     generated pairs (M,), and the share of generated pairs beyond Real's ``quantile`` ("misses"),
-    overall and for captions naming one or several actions (``multi_action`` (M,) bool).
+    overall and for captions naming one or several actions (``multi_action`` (M,) bool), with the
+    misses' mean distance beside ``unrelated_mean``, that of a caption to other captions' motions.
 
     MM-Dist is a mean, and with an evaluator that puts real motions near their captions a few
     generated motions of the wrong action (each about as far as an unrelated pair) dominate it.
@@ -212,9 +221,11 @@ def mm_dist_breakdown(real: np.ndarray, generated: np.ndarray, multi_action: np.
     missed = generated > cutoff
     share = lambda chosen: float(missed[chosen].mean()) if chosen.any() else None  # noqa: E731
     return {"real_median": float(np.median(real)), "generated_median": float(np.median(generated)),
+            "generated_mean": float(generated.mean()),
             "real_quantile": quantile, "real_cutoff": cutoff, "miss_share": share(np.ones_like(missed)),
             "miss_share_single_action": share(~multi_action), "miss_share_multi_action": share(multi_action),
-            "multi_action_share": float(multi_action.mean())}
+            "multi_action_share": float(multi_action.mean()),
+            "miss_mean": float(generated[missed].mean()) if missed.any() else None, "unrelated_mean": float(unrelated_mean)}
 
 
 # --------------------------------------------------------------------------- motion quality
@@ -317,8 +328,11 @@ def mm_dist_lines(breakdown: Mapping[str, float] | None) -> list[str]:
         f"{percent(breakdown['miss_share'])} of MDM's pairs lie beyond Real's {q}th percentile "
         f"({breakdown['real_cutoff']:.2f}): {percent(breakdown['miss_share_single_action'])} of those whose caption "
         f"names one action and {percent(breakdown['miss_share_multi_action'])} of those naming several "
-        f"({percent(breakdown['multi_action_share'])} of the captions). Such misses sit about as far from their "
-        "caption as an unrelated pair, so they set the mean.",
+        f"({percent(breakdown['multi_action_share'])} of the captions). The misses lie "
+        f"{breakdown['miss_mean']:.2f} from their captions on average (a caption and the other captions' samples: "
+        f"{breakdown['unrelated_mean']:.2f}), so they make up {breakdown['miss_share'] * breakdown['miss_mean']:.2f} "
+        f"of the mean matched distance of {breakdown['generated_mean']:.2f}."
+        if breakdown.get("miss_mean") is not None else "No MDM pair lies beyond it.",
         "",
     ]
 
