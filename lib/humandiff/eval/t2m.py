@@ -209,8 +209,9 @@ def mm_dist_breakdown(real: np.ndarray, generated: np.ndarray, multi_action: np.
     overall and for captions naming one or several actions (``multi_action`` (M,) bool), with the
     misses' mean distance beside ``unrelated_mean``, that of a caption to other captions' motions.
 
-    MM-Dist is a mean, and with an evaluator that puts real motions near their captions a few
-    generated motions of the wrong action (each about as far as an unrelated pair) dominate it.
+    MM-Dist is a mean: with an evaluator that puts real motions close to their captions, the
+    generated motions that miss (``miss_mean`` against ``unrelated_mean`` says how far) can make up
+    most of it while the median pair is close to Real's.
     """
     real, generated = np.asarray(real, dtype=np.float64), np.asarray(generated, dtype=np.float64)
     multi_action = np.asarray(multi_action, dtype=bool)
