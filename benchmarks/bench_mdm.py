@@ -1,7 +1,8 @@
 """Benchmark of the MDM-style prior on this machine: a training step and DDIM-10 sampling.
 
 Reports seconds per training step (forward, backward with the preset's geometric losses on
-recovered joints, AdamW, EMA) at the train_mdm preset's size, clause slots and batch, DDIM-10 sampling throughput with classifier-free guidance (samples/s), and the
+recovered joints, AdamW, EMA) at the train_mdm preset's size, clause slots and batch, DDIM-10
+sampling throughput with classifier-free guidance (samples/s), and the
 achieved GFLOP/s of both as a share of the fp32 matmul peak measured in the same run (a square
 matmul loop timed right before and after each measurement, so a busy shared machine is seen in
 both). Matmul FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode``. Every
@@ -27,7 +28,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from humandiff.io import save_json
 from humandiff.models.ema import ema_copy, ema_update
-from humandiff.models.mdm import GeometryWeights, MDMConfig, MotionDiffusionModel, count_parameters, generate, training_loss
+from humandiff.models.mdm import (
+    GeometryWeights,
+    MDMConfig,
+    MotionDiffusionModel,
+    count_parameters,
+    generate,
+    training_loss,
+)
 
 #: The default preset's train_mdm sizes, used when params.yaml has no train_mdm section.
 FALLBACK = {"latent_dim": 256, "num_layers": 4, "num_heads": 4, "ff_dim": 512, "frames_per_token": 4, "conditioning": "adaln",

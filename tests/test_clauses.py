@@ -70,7 +70,8 @@ def test_bad_inputs_are_one_line_errors():
     table = ({"a man jumps.": 0}, np.ones((1, 384), np.float32))
     calls: list = []
     with pytest.raises(ArtifactError, match=r"^emb\.parquet: no embedding for caption 'a person crawls\.'$"):
-        caption_conditions(["a man jumps.", "a person crawls."], table, 1, _fake_encode(calls), strict_source="emb.parquet")
+        caption_conditions(["a man jumps.", "a person crawls."], table, 1, _fake_encode(calls),
+                           strict_source="emb.parquet")
     assert calls == []  # refused before encoding anything
 
 

@@ -332,7 +332,8 @@ def test_recovery_matches_the_generic_quaternion_rotation():
     path = torch.cat([torch.zeros(3, 1, 3, dtype=features.dtype), step.cumsum(1)], 1)
     assert torch.allclose(root[..., [0, 2]], path[..., [0, 2]], atol=1e-12)
     ric = features[..., 4:67].reshape(3, 30, 21, 3)
-    world = quaternion_apply(inverse[:, :, None], ric) + torch.stack([root[..., 0], 0 * root[..., 0], root[..., 2]], -1)[:, :, None]
+    root_xz = torch.stack([root[..., 0], 0 * root[..., 0], root[..., 2]], -1)
+    world = quaternion_apply(inverse[:, :, None], ric) + root_xz[:, :, None]
     assert torch.allclose(hml3d.recover_from_ric(features), torch.cat([root[:, :, None], world], 2), atol=1e-12)
 
 

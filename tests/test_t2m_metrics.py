@@ -267,7 +267,8 @@ def test_mm_dist_breakdown_counts_misses_beyond_reals_quantile():
     assert out["generated_mean"] == pytest.approx(generated.mean())
     assert out["real_cutoff"] == pytest.approx(0.9505)
     assert out["miss_share"] == pytest.approx(3 / 6)
-    assert out["miss_share_single_action"] == pytest.approx(1 / 3) and out["miss_share_multi_action"] == pytest.approx(2 / 3)
+    assert out["miss_share_single_action"] == pytest.approx(1 / 3)
+    assert out["miss_share_multi_action"] == pytest.approx(2 / 3)
     assert out["generated_median"] == pytest.approx(1.45) and out["real_median"] == pytest.approx(0.505)
     assert t2m.mm_dist_breakdown(real, generated[:2], multi[:2], 21.0)["miss_share_multi_action"] is None
     with pytest.raises(ArtifactError, match="mm_dist_breakdown"):
@@ -275,4 +276,5 @@ def test_mm_dist_breakdown_counts_misses_beyond_reals_quantile():
     text = np.zeros((2, 3))
     motion = np.array([[3.0, 4.0, 0.0], [0.0, 0.0, 1.0]])
     assert t2m.matched_distances(text, motion).tolist() == [5.0, 1.0]
-    assert t2m.unrelated_mean_distance(np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 2.0]]), motion) == pytest.approx((1.0 + np.sqrt(29.0)) / 2)
+    texts = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 2.0]])
+    assert t2m.unrelated_mean_distance(texts, motion) == pytest.approx((1.0 + np.sqrt(29.0)) / 2)
