@@ -1,10 +1,12 @@
 """Stage dno: run one task family (edit | control | refine | ablate) with one method.
 
 Methods: ``input`` (the input motion unchanged: the noisy joints for refinement), ``guided`` (the
-GMD-style baseline: DDIM sampling where the criterion's gradient w.r.t. ``x0_hat`` moves every
-step's clean estimate, ``Guidance(mode="x0")``; editing samples from the input's own ``x_T`` with
-its caption, as GMD gets the prompt and the target; refinement from the task's N(0, I) without
-text), ``dno`` (Diffusion Noise Optimisation through DDIM-10 of the prior with an empty text).
+GMD-style baseline: DDIM sampling steered by the criterion on every step's clean estimate
+``x0_hat``; ``dno.guided.mode`` picks how: ``xt`` (the default) shifts each step's result by the
+gradient w.r.t. ``x_t`` taken through the denoiser, GMD's dense gradient propagation; ``x0`` moves
+``x0_hat`` alone by its own gradient; ``eps`` is ScoreHMR's score form. Editing samples from the
+input's own ``x_T`` with its caption, as GMD gets the prompt and the target; refinement from the
+task's N(0, I) without text), ``dno`` (Diffusion Noise Optimisation through DDIM-10 of the prior with an empty text).
 ``--variant`` applies ``dno.ablations.<variant>`` on top of the options (Table 3).
 
 Input motions come from the prior (caption + seed: DDIM with classifier-free guidance from a
@@ -34,7 +36,8 @@ from humandiff.methods.criteria import guidance_loss, motion_criterion, pose_los
 from humandiff.methods.dno import DNOOptions, ddim_solver, fit_inversion, invert_closest, optimize_noise
 from humandiff.methods.tasks import ResolvedTask, Task, collate_tasks, load_tasks, resolve_task, task_criterion
 from humandiff.models.mdm import guided_denoiser, load_mdm
-from humandiff.motion.hml3d import denormalize_features, joints_to_features, normalize_features, offsets_from_rest_joints, recover_from_ric
+from humandiff.motion.hml3d import (denormalize_features, joints_to_features, normalize_features, offsets_from_rest_joints,
+                                    recover_from_ric)
 from humandiff.stage import positive, run_stage, stage_params
 from humandiff.text.clauses import caption_conditions
 
@@ -47,6 +50,7 @@ SOURCE_PARAMS = {"source_ddim_steps": int, "source_guidance": float}
 #: ``dno.edit`` and/or ``dno.refine`` (by the tasks' start kinds) and ``dno.ablations.<variant>``.
 METHOD_PARAMS = {"input": {}, "guided": {"guided": dict}, "dno": {"checkpoint": bool}}
 GUIDED = {"ddim_steps": int, "scale_edit": float, "scale_refine": float, "text_guidance": float}
+GUIDED_MODES = ("xt", "x0", "eps")
 METHODS = ("input", "guided", "dno")
 FEATURE_DIM = 263
 
@@ -88,7 +92,8 @@ def build_sources(tasks: list[Task], model, schedule, mean, std, p: dict, hml_di
     if prior:
         captions = sorted({k[1] for k in prior})
         # sentence embeddings from the corpus table (MiniLM for a user's new caption), then clauses
-        conditions = dict(zip(captions, caption_conditions(captions, load_embeddings(embeddings_file), model.config.clause_slots)))
+        embeddings = load_embeddings(embeddings_file)
+        conditions = dict(zip(captions, caption_conditions(captions, embeddings, model.config.clause_slots)))
         for length in sorted({k[4] for k in prior}):
             group = [k for k in prior if k[4] == length]
             noise = torch.stack([torch.randn(length, FEATURE_DIM, generator=torch.Generator().manual_seed(k[2])) for k in group])
@@ -177,6 +182,9 @@ def main(params_file: str, family: str, method: str, variant: str, tasks_dir: st
             value = guided.get(key)
             if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) or value < 0:
                 raise ArtifactError(f"{params_file}: parameter '{SECTION}.guided.{key}' must be a {kind.__name__} >= 0, got {value!r}")
+        if guided.get("mode") not in GUIDED_MODES:
+            raise ArtifactError(f"{params_file}: parameter '{SECTION}.guided.mode' must be one of {', '.join(GUIDED_MODES)}, "
+                                f"got {guided.get('mode')!r}")
     torch.set_num_threads(p["threads"])
     torch.manual_seed(p["seed"])
 
@@ -233,7 +241,7 @@ def main(params_file: str, family: str, method: str, variant: str, tasks_dir: st
             denoiser = guided_denoiser(model, text, guided["text_guidance"]) if with_text else uncond
             scale = guided["scale_edit"] if init == "invert" else guided["scale_refine"]
             x = ddim_sample(denoiser, x_T, schedule, num_steps=guided["ddim_steps"], prediction="x0", model_kwargs=kwargs,
-                            guidance=Guidance(guidance_loss(criterion), scale, "x0"))
+                            guidance=Guidance(guidance_loss(criterion), scale, guided["mode"]))
         else:
             opts = options["edit" if init == "invert" else "refine"]
             solver = ddim_solver(uncond, schedule, opts.ddim_steps, model_kwargs=kwargs, checkpoint=opts.checkpoint,

@@ -71,6 +71,13 @@ PAPER_TABLE3 = {
 }
 METHOD_LABELS = {"input": "Input", "guided": "Guided (GMD-style)", "dno": "DNO"}
 REFINE_LABELS = {"noisy": "Noisy", "guided": "Guided (GMD-style)", "dno": "DNO"}
+#: how each ``dno.guided.mode`` steers a DDIM step with the criterion L on the clean estimate x0_hat
+GUIDED_STEERING = {
+    "xt": "every step's result moves by -scale x grad_{x_t} L(x0_hat(x_t)), the gradient taken through the "
+          "denoiser (GMD's dense gradient propagation)",
+    "x0": "every step's clean estimate moves by -scale x grad_{x0_hat} L(x0_hat) (no gradient through the denoiser)",
+    "eps": "every step's noise estimate moves by sqrt(1 - alpha_bar_t) x scale x grad_{x_t} L(x0_hat(x_t)) (the score form)",
+}
 
 
 # ------------------------------------------------------------------------------------------- loading
@@ -451,9 +458,9 @@ def protocol_notes(runs: dict[str, dict[str, dict]], fid_available: bool, refere
                          + ". The paper: 300 (editing) / 500 (refinement) steps.")
     guided = next((r["summary"].get("guided") for fam in runs.values() for r in fam.values() if r["summary"].get("guided")), None)
     if guided:
-        lines.append(f"- Guided baseline: DDIM-{guided['ddim_steps']} where every step's clean estimate moves by "
-                     f"-scale x grad of the same criterion (scale {guided['scale_edit']} for edits, {guided['scale_refine']} "
-                     f"from noise); edits start from the input's own x_T with its caption (CFG {guided['text_guidance']}), "
+        steer = GUIDED_STEERING.get(guided.get("mode", "x0"), "")
+        lines.append(f"- Guided baseline: DDIM-{guided['ddim_steps']} where {steer} (scale {guided['scale_edit']} for edits, "
+                     f"{guided['scale_refine']} from noise); edits start from the input's own x_T with its caption (CFG {guided['text_guidance']}), "
                      "refinement from the task's N(0, I) without text. The scales are the best of a sweep by "
                      "`tools/tune_guided_scale.py` on validation tasks drawn with another task seed.")
     lines += [

@@ -8,7 +8,6 @@ and a held-out denoising loss of the EMA model on the val split.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import replace
 from functools import partial
@@ -20,7 +19,7 @@ import torch
 
 from humandiff.data import MotionTextDataset, collate_motion, load_embeddings, load_mean_std, load_motion_split
 from humandiff.data.motion_dataset import MotionSplit
-from humandiff.io import save_json
+from humandiff.io import file_digest, save_json
 from humandiff.models.mdm import (
     GeometryWeights,
     MDMConfig,
@@ -30,7 +29,7 @@ from humandiff.models.mdm import (
     save_mdm,
     training_loss,
 )
-from humandiff.stage import code_digest, positive, run_stage, stage_params
+from humandiff.stage import positive, run_stage, stage_params
 from humandiff.text.clauses import clause_conditions
 from humandiff.train import LoopConfig, init_distributed, shutdown_distributed, train, write_loss_curve
 
@@ -47,15 +46,6 @@ PARAMS = {
 }
 #: Timesteps at which the held-out loss is measured (fractions of T).
 VAL_LEVELS = (0.25, 0.5, 0.75)
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file (part of the resume fingerprint: new data must not resume an old run)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def condition_table(embeddings_file: Path, config: MDMConfig) -> np.ndarray | None:
@@ -138,10 +128,9 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
     train_split = with_conditions(load_motion_split(inputs[0], inputs[1], inputs[3], "train"), conditions)
     mean, std = load_mean_std(inputs[2])
     dataset = MotionTextDataset(train_split, mean, std, max_frames=p["max_frames"], seed=p["seed"])
-    # the thread count changes only float rounding: a run may resume with another one; new code
-    # (DVC reruns the stage) must not resume the finished run
+    # the thread count changes only float rounding: a run may resume with another one
     fingerprint = {"params": {k: v for k, v in p.items() if k != "threads"}, "model": config.to_dict(),
-                   "data": [file_digest(f) for f in inputs], "code": code_digest()}
+                   "data": [file_digest(f) for f in inputs]}
 
     torch.manual_seed(p["seed"])  # the initial weights
     model = MotionDiffusionModel(config)

@@ -8,7 +8,6 @@ the val accuracy.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import torch
 from humandiff.body.model import load_body_model
 from humandiff.imaging import load_image_set, load_index
 from humandiff.imaging.dataset import TRAINING_FIELDS, PerceptionDataset, colour_jitter
-from humandiff.io import ArtifactError, save_json
+from humandiff.io import ArtifactError, file_digest, save_json
 from humandiff.models.perception import (
     LossWeights,
     PerceptionConfig,
@@ -30,7 +29,7 @@ from humandiff.models.perception import (
     save_perception,
     teacher_evidence,
 )
-from humandiff.stage import code_digest, positive, run_stage, stage_params
+from humandiff.stage import positive, run_stage, stage_params
 from humandiff.train import LoopConfig, init_distributed, shutdown_distributed, train, write_loss_curve
 
 SECTION = "train_perception"
@@ -44,10 +43,6 @@ PARAMS = {
     "w_rotations": float, "w_betas": float, "eval_batch_size": int,
 }
 CURVE_COLUMNS = ("step", "loss", "heatmap", "keypoint", "depth", "joints3d", "joints2d", "rotations", "betas")
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @click.command()
@@ -97,9 +92,8 @@ def main(params_file: str, images_dir: str, out_file: str, checkpoint_file: str,
         use_teacher = torch.rand(len(images), generator=generator) < p["teacher_fraction"]
         return perception_loss(net(images, teacher, use_teacher), batch, body_model, weights, config.image_size)
 
-    # new code (DVC reruns the stage) must not resume the finished run
-    fingerprint = {"index": _digest(Path(images_dir) / "index.parquet"), "config": config.to_dict(),
-                   "weights": weights.__dict__, "body": str(body_path), "code": code_digest(),
+    fingerprint = {"index": file_digest(Path(images_dir) / "index.parquet"), "config": config.to_dict(),
+                   "weights": weights.__dict__, "body": str(body_path),
                    **{k: p[k] for k in ("colour_jitter", "teacher_fraction", "teacher_pixel_noise", "teacher_depth_noise")}}
     info = init_distributed()
     cpu_started = time.process_time()

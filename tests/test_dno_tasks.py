@@ -365,7 +365,7 @@ def write_params(path: Path) -> Path:
             "source_guidance": 2.5,
             "edit": {"steps": 3, "warmup_steps": 1, "ddim_steps": 2, "inversion_steps": 3},
             "refine": {"steps": 3, "warmup_steps": 1, "ddim_steps": 2},
-            "guided": {"ddim_steps": 3, "scale_edit": 5.0, "scale_refine": 50.0, "text_guidance": 2.5},
+            "guided": {"mode": "xt", "ddim_steps": 3, "scale_edit": 5.0, "scale_refine": 50.0, "text_guidance": 2.5},
             "ablations": {"no_decorr": {"lambda_decorr": 0.0}},
         },
         "report_dno": {"sheet_tasks": 1, "videos": 1, "fid_min_samples": 2},
@@ -423,6 +423,11 @@ def test_stages_write_tasks_run_every_method_and_report(tmp_path):
     assert runner.invoke(dno.main, inputs_only + paths).exit_code == 0
     missing = runner.invoke(dno.main, ["--params", str(tmp_path / "trimmed.yaml"), "--family", "edit", "--method", "guided"] + paths)
     assert missing.exit_code == 2 and "missing parameter 'dno.guided'" in missing.output
+    bad_mode = yaml.safe_load(params.read_text())
+    bad_mode["dno"]["guided"]["mode"] = "sideways"
+    (tmp_path / "bad_mode.yaml").write_text(yaml.safe_dump(bad_mode))
+    bad = runner.invoke(dno.main, ["--params", str(tmp_path / "bad_mode.yaml"), "--family", "edit", "--method", "guided"] + paths)
+    assert bad.exit_code == 2 and "'dno.guided.mode' must be one of xt, x0, eps" in bad.output and bad.output.count("\n") == 1
 
     report = load_stage("report_dno")
     result = runner.invoke(report.main, common + ["--data-dir", str(tmp_path / "dno"), "--hml-dir", str(corpus / "hml"),

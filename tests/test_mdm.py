@@ -574,16 +574,17 @@ def test_stages_train_and_sample_deterministically(corpus: Path, tmp_path: Path)
 
 
 def test_stage_trains_afresh_after_a_code_change(corpus: Path, tmp_path: Path, monkeypatch):
-    import humandiff.stage
+    import humandiff.train.loop
+    from humandiff.io import code_digest
 
-    digest = humandiff.stage.code_digest()
-    assert digest == humandiff.stage.code_digest() and len(digest) == 64
+    digest = code_digest()
+    assert digest == code_digest() and len(digest) == 64
     params = dict(TRAIN_PARAMS, steps=2)
     _run_stages(corpus, tmp_path, params)
     _run_stages(corpus, tmp_path, params)
     assert json.loads((tmp_path / "train.json").read_text())["resumed_from"] == 2  # nothing changed: nothing to do
     # DVC reruns the stage after a code change: it must train again, not "resume" the finished run
-    monkeypatch.setattr(humandiff.stage, "code_digest", lambda: "edited")  # the stage imports it when loaded
+    monkeypatch.setattr(humandiff.train.loop, "code_digest", lambda: "edited")  # every training loop's fingerprint holds it
     _run_stages(corpus, tmp_path, params)
     metrics = json.loads((tmp_path / "train.json").read_text())
     assert metrics["resumed_from"] == 0 and metrics["steps"] == 2

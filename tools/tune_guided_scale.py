@@ -1,12 +1,12 @@
 """Choose the guided baseline's scale on validation edits, not on the reported ones.
 
-The GMD-style baseline (``dno.guided``) has one free number, the scale of its x0 gradient step.
+The GMD-style baseline (``dno.guided``) has one free number per mode, the scale of its gradient step.
 A fair comparison with DNO needs the scale at which the baseline reaches its targets as well as
 it can. This tool draws a validation set of edits with another task seed (other sources, other
 targets), runs the baseline at each scale and prints the median objective error and the content
 preservation, so the choice made in params.yaml can be checked and redone for a new prior:
 
-    PYTHONPATH=lib python tools/tune_guided_scale.py --scales 20,100,400,1600
+    PYTHONPATH=lib python tools/tune_guided_scale.py --mode xt --scales 20,100,400,1600
 """
 
 from __future__ import annotations
@@ -46,8 +46,11 @@ def parse_scales(ctx, param, value: str) -> list[float]:
               help="comma-separated scales to try")
 @click.option("--task-seed", default=1000, show_default=True, help="dno_tasks.seed of the validation edits")
 @click.option("--family", default="edit", show_default=True, type=click.Choice(["edit", "refine"]))
-def main(params_file: str, scales: list[float], task_seed: int, family: str) -> None:
+@click.option("--mode", default=None, type=click.Choice(["xt", "x0", "eps"]), help="dno.guided.mode (default: the params')")
+def main(params_file: str, scales: list[float], task_seed: int, family: str, mode: str | None) -> None:
     params = yaml.safe_load(Path(params_file).read_text())
+    if mode:
+        params["dno"]["guided"]["mode"] = mode
     if task_seed == params["dno_tasks"]["seed"]:
         raise click.ClickException("--task-seed must differ from dno_tasks.seed (tune on other edits than the reported ones)")
     key = "scale_edit" if family == "edit" else "scale_refine"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -19,26 +18,6 @@ def offline_environment() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-
-
-def code_digest() -> str:
-    """SHA-256 of every Python source of the ``humandiff`` package and of the running script.
-
-    Part of a resumable stage's checkpoint fingerprint: DVC reruns a training stage when its code
-    changes, and without the digest the finished run's checkpoint would be "resumed" with nothing
-    left to train. The whole package, not just the modules a run has imported: that set depends on
-    what the process did before, and a resumed run must compute the same digest.
-    """
-    root = Path(__file__).resolve().parent
-    files = [(str(path.relative_to(root)), path) for path in sorted(root.rglob("*.py"))]
-    script = getattr(sys.modules.get("__main__"), "__file__", None)
-    if script and Path(script).is_file():
-        files.append(("__main__", Path(script)))
-    digest = hashlib.sha256()
-    for name, path in files:
-        digest.update(name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def stage_params(params_file: str | Path, section: str, required: dict[str, type]) -> dict:

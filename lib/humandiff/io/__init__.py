@@ -19,3 +19,4 @@ from .artifacts import (
     save_parquet,
     split_ragged,
 )
+from .digests import code_digest, file_digest

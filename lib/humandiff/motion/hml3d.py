@@ -543,9 +543,10 @@ def _unrotate_xz(angle: torch.Tensor, x: torch.Tensor, z: torch.Tensor) -> tuple
     """The x, z parts of vectors rotated by the conjugate of ``(cos a, 0, sin a, 0)``, i.e. by
     ``-2a`` about y (``angle`` broadcasts against ``x``, ``z``); y is unchanged.
 
-    Equal to :func:`humandiff.geometry.rotations.quaternion_apply` with that quaternion, but in the closed form of a rotation
-    about one axis: the recovered root rotation is always about y, and the generic product's two
-    cross products were a tenth of a training step of the prior (its geometric losses).
+    Equal to :func:`humandiff.geometry.rotations.quaternion_apply` with that quaternion, but in the
+    closed form of a rotation about one axis: the recovered root rotation is always about y, and the
+    generic product's two cross products were a tenth of a training step of the prior (its
+    geometric losses).
     """
     cos, sin = torch.cos(2.0 * angle), torch.sin(2.0 * angle)
     return cos * x - sin * z, sin * x + cos * z

@@ -9,8 +9,9 @@ AdamW for ``config.steps`` steps over batches of ``dataset`` and keeps an EMA co
   global batch, split evenly over the ranks. Only rank 0 writes files.
 - **Resumable**: every ``checkpoint_every`` steps (and at the end) rank 0 atomically writes
   model, EMA, optimiser, step, loss history, elapsed training time and a fingerprint of the run
-  (config plus whatever the caller adds, e.g. data hashes). On start, a checkpoint with the same fingerprint is resumed;
-  any other is ignored and overwritten.
+  (config, a digest of the code and whatever the caller adds, e.g. data hashes). On start, a
+  checkpoint with the same fingerprint is resumed; any other is ignored and overwritten, so a rerun
+  after a code change trains afresh instead of "resuming" the finished run.
 - **Deterministic**: every source of randomness is a function of ``(seed, step, rank)`` or
   ``(seed, epoch)``: the global torch RNG (dropout) is reseeded at every step and ``loss_fn``
   gets a fresh generator per step, batches come from ``DistributedSampler(seed, epoch)``, and the
@@ -38,6 +39,7 @@ from torch.utils.data import Dataset, DistributedSampler
 from tqdm import tqdm
 
 from humandiff.io.artifacts import ArtifactError, atomic_path, load_torch, save_torch
+from humandiff.io.digests import code_digest
 from humandiff.models.ema import ema_copy, ema_decay_at, ema_update
 
 #: ``loss_fn(model, batch, generator) -> (scalar loss, {name: float})``.
@@ -226,7 +228,7 @@ def _batch_stream(dataset: Dataset, collate: Callable[[list], Any], per_rank_bat
 def _fingerprint(config: LoopConfig, extra: dict[str, Any] | None, world_size: int) -> dict[str, Any]:
     # world size is part of it: the shards, hence the trajectory, depend on it
     return {"loop": {k: (str(v) if not isinstance(v, (int, float, bool)) else v) for k, v in asdict(config).items()},
-            "world_size": world_size, "extra": _plain(extra or {})}
+            "world_size": world_size, "code": code_digest(), "extra": _plain(extra or {})}
 
 
 def _plain(value: Any) -> Any:
