@@ -39,7 +39,8 @@ from humandiff.methods.dno import DNOOptions, ddim_solver, optimize_noise
 from humandiff.models.mdm import MDMConfig, MotionDiffusionModel, count_parameters, guided_denoiser
 
 #: The default preset's prior, used when params.yaml has no train_mdm section.
-FALLBACK = {"latent_dim": 256, "num_layers": 4, "num_heads": 4, "ff_dim": 512, "frames_per_token": 4, "conditioning": "adaln"}
+FALLBACK = {"latent_dim": 256, "num_layers": 4, "num_heads": 4, "ff_dim": 512, "frames_per_token": 4, "conditioning": "adaln",
+            "clause_slots": 3}
 
 
 def model_sizes(params_file: str, overrides: dict) -> dict:

@@ -447,3 +447,32 @@ def test_stages_write_tasks_run_every_method_and_report(tmp_path):
     assert (tmp_path / "reports/dno/edit_jumping_00.png").is_file()
     assert (tmp_path / "reports/dno/videos/edit_jumping_00.mp4").stat().st_size > 0
     assert (tmp_path / "reports/plots/dno_edit_loss.csv").is_file()
+    assert "The paper's findings, checked on this run" in text
+    assert metrics["findings"]["checks"] >= 2 and 0 <= metrics["findings"]["hold"] <= metrics["findings"]["checks"]
+
+
+def _method(content, objective, jitter, skating=0.1):
+    return {"content_preservation": content, "objective_error_m": {"median": objective, "mean": objective},
+            "jitter": jitter, "foot_skating_ratio": skating}
+
+
+def test_findings_check_the_papers_claims_against_known_numbers():
+    findings = load_stage("report_dno").findings
+    edit = {"jumping": {"input": _method(1.0, 1.6, 2.0), "guided": _method(0.7, 0.3, 4.0), "dno": _method(0.9, 0.01, 2.9)},
+            "raised_hands": {"input": _method(1.0, 2.0, 2.0), "guided": _method(1.0, 1.9, 3.0), "dno": _method(0.95, 0.08, 3.1)}}
+    refine = {"all_joints": {"noisy": {"mpjpe_cm": 8.0, "foot_skating_ratio": 0.8}, "dno": {"mpjpe_cm": 6.0, "foot_skating_ratio": 0.9}}}
+    rows = {(r["finding"], r["case"]): r["holds"] for r in findings(edit, refine)}
+    assert rows == {
+        ("DNO objective median < 5 cm", "jumping"): True,
+        ("DNO objective median < guided's", "jumping"): True,
+        ("DNO content >= 0.85", "jumping"): True,
+        ("DNO content >= guided's", "jumping"): True,
+        ("DNO jitter <= 1.5x the input's", "jumping"): True,          # 1.45x
+        ("DNO objective median < 5 cm", "raised_hands"): False,       # 8 cm
+        ("DNO objective median < guided's", "raised_hands"): True,
+        ("DNO content >= guided's", "raised_hands"): False,           # 0.95 < 1.0; no 0.85 bar on this action
+        ("DNO jitter <= 1.5x the input's", "raised_hands"): False,    # 1.55x
+        ("DNO MPJPE < the noisy input's", "all_joints"): True,
+        ("DNO foot skating ratio < the noisy input's", "all_joints"): False,
+    }
+    assert findings(None, None) == []
