@@ -265,11 +265,17 @@ def test_mm_dist_breakdown_counts_misses_beyond_reals_quantile():
     out = t2m.mm_dist_breakdown(real, generated, multi, unrelated_mean=21.0)
     assert out["miss_mean"] == pytest.approx((2.0 + 20.0 + 25.0) / 3) and out["unrelated_mean"] == 21.0
     assert out["generated_mean"] == pytest.approx(generated.mean())
+    assert out["hit_mean"] == pytest.approx((0.5 + 0.9 + 0.1) / 3) and out["real_mean"] == pytest.approx(0.505)
     assert out["real_cutoff"] == pytest.approx(0.9505)
     assert out["miss_share"] == pytest.approx(3 / 6)
     assert out["miss_share_single_action"] == pytest.approx(1 / 3)
     assert out["miss_share_multi_action"] == pytest.approx(2 / 3)
     assert out["generated_median"] == pytest.approx(1.45) and out["real_median"] == pytest.approx(0.505)
+    paragraph = " ".join(t2m.mm_dist_lines(out))
+    assert "50% of MDM's pairs lie beyond Real's 95th percentile (0.95)" in paragraph
+    assert "The other pairs lie 0.50 from their captions on average (Real: 0.51)" in paragraph
+    assert "No MDM pair lies beyond it." in t2m.mm_dist_lines(t2m.mm_dist_breakdown(real, generated[:2], multi[:2], 21.0))
+    assert t2m.mm_dist_lines(None) == []
     assert t2m.mm_dist_breakdown(real, generated[:2], multi[:2], 21.0)["miss_share_multi_action"] is None
     with pytest.raises(ArtifactError, match="mm_dist_breakdown"):
         t2m.mm_dist_breakdown(real, generated, multi[:3], 21.0)

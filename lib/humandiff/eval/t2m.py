@@ -207,7 +207,8 @@ def mm_dist_breakdown(real: np.ndarray, generated: np.ndarray, multi_action: np.
     """Where a generator's MM-Dist comes from: median matched distances of Real (N,) and of the
     generated pairs (M,), and the share of generated pairs beyond Real's ``quantile`` ("misses"),
     overall and for captions naming one or several actions (``multi_action`` (M,) bool), with the
-    misses' mean distance beside ``unrelated_mean``, that of a caption to other captions' motions.
+    misses' mean distance beside ``unrelated_mean``, that of a caption to other captions' motions,
+    and the other generated pairs' mean (``hit_mean``) beside Real's (``real_mean``).
 
     MM-Dist is a mean: with an evaluator that puts real motions close to their captions, the
     generated motions that miss (``miss_mean`` against ``unrelated_mean`` says how far) can make up
@@ -221,12 +222,14 @@ def mm_dist_breakdown(real: np.ndarray, generated: np.ndarray, multi_action: np.
     cutoff = float(np.quantile(real, quantile))
     missed = generated > cutoff
     share = lambda chosen: float(missed[chosen].mean()) if chosen.any() else None  # noqa: E731
-    return {"real_median": float(np.median(real)), "generated_median": float(np.median(generated)),
+    return {"real_median": float(np.median(real)), "real_mean": float(real.mean()),
+            "generated_median": float(np.median(generated)),
             "generated_mean": float(generated.mean()),
             "real_quantile": quantile, "real_cutoff": cutoff, "miss_share": share(np.ones_like(missed)),
             "miss_share_single_action": share(~multi_action), "miss_share_multi_action": share(multi_action),
             "multi_action_share": float(multi_action.mean()),
-            "miss_mean": float(generated[missed].mean()) if missed.any() else None, "unrelated_mean": float(unrelated_mean)}
+            "miss_mean": float(generated[missed].mean()) if missed.any() else None,
+            "hit_mean": float(generated[~missed].mean()) if (~missed).any() else None, "unrelated_mean": float(unrelated_mean)}
 
 
 # --------------------------------------------------------------------------- motion quality
@@ -333,6 +336,8 @@ def mm_dist_lines(breakdown: Mapping[str, float] | None) -> list[str]:
         f"{breakdown['miss_mean']:.2f} from their captions on average (a caption and the other captions' samples: "
         f"{breakdown['unrelated_mean']:.2f}), so they make up {breakdown['miss_share'] * breakdown['miss_mean']:.2f} "
         f"of the mean matched distance of {breakdown['generated_mean']:.2f}."
+        + (f" The other pairs lie {breakdown['hit_mean']:.2f} from their captions on average (Real: "
+           f"{breakdown['real_mean']:.2f})." if breakdown.get("hit_mean") is not None else "")
         if breakdown.get("miss_mean") is not None else "No MDM pair lies beyond it.",
         "",
     ]
