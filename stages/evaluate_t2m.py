@@ -131,9 +131,10 @@ def main(params_file: str, evaluator_file: str, index_file: str, features_file: 
     # Real's matched distances: every clip's leading crop with its first caption
     real_first = matched_distances(evaluator.embed_texts(table, np.array([rows[0] for rows in real_caption_rows])),
                                    real_motion)
-    multi_action = np.array([len(split_clauses(str(c))) > 1 for c in samples["caption"]])
-    breakdown = mm_dist_breakdown(real_first, matched_distances(mdm_text, mdm_motion), multi_action,
-                                  unrelated_mean_distance(mdm_text, mdm_motion))
+    action_counts = np.array([len(split_clauses(str(c))) for c in samples["caption"]])
+    breakdown = mm_dist_breakdown(real_first, matched_distances(mdm_text, mdm_motion), action_counts,
+                                  unrelated_mean_distance(mdm_text, mdm_motion),
+                                  lengths=np.array([len(clip) for clip in sample_clips]))
     if mm_values:
         mdm["multimodality"], mdm["multimodality_ci"] = mean_interval(mm_values)
     else:

@@ -261,8 +261,9 @@ def test_report_helpers(tmp_path):
 def test_mm_dist_breakdown_counts_misses_beyond_reals_quantile():
     real = np.arange(1, 101, dtype=float) / 100.0  # 0.01 .. 1.00: 95th percentile 0.9505
     generated = np.array([0.5, 0.9, 2.0, 20.0, 0.1, 25.0])
-    multi = np.array([False, False, False, True, True, True])
-    out = t2m.mm_dist_breakdown(real, generated, multi, unrelated_mean=21.0)
+    multi = np.array([1, 1, 1, 2, 3, 2])
+    lengths = np.array([40, 90, 100, 170, 60, 196])
+    out = t2m.mm_dist_breakdown(real, generated, multi, unrelated_mean=21.0, lengths=lengths)
     assert out["miss_mean"] == pytest.approx((2.0 + 20.0 + 25.0) / 3) and out["unrelated_mean"] == 21.0
     assert out["generated_mean"] == pytest.approx(generated.mean())
     assert out["hit_mean"] == pytest.approx((0.5 + 0.9 + 0.1) / 3) and out["real_mean"] == pytest.approx(0.505)
@@ -270,15 +271,26 @@ def test_mm_dist_breakdown_counts_misses_beyond_reals_quantile():
     assert out["miss_share"] == pytest.approx(3 / 6)
     assert out["miss_share_single_action"] == pytest.approx(1 / 3)
     assert out["miss_share_multi_action"] == pytest.approx(2 / 3)
+    assert out["miss_share_by_actions"] == {"1": pytest.approx(1 / 3), "2": 1.0, "3+": 0.0}
+    assert out["miss_share_by_length"] == {"0-79": 0.0, "80-119": 0.5, "120-159": None, "160+": 1.0}
     assert out["generated_median"] == pytest.approx(1.45) and out["real_median"] == pytest.approx(0.505)
     paragraph = " ".join(t2m.mm_dist_lines(out))
     assert "50% of MDM's pairs lie beyond Real's 95th percentile (0.95)" in paragraph
     assert "The other pairs lie 0.50 from their captions on average (Real: 0.51)" in paragraph
+    assert ('The share of misses by the caption\'s action clauses (split at "then", "after that"), 1: 33%, 2: 100%, 3+: 0%; '
+            "by clip length in frames, 0-79: 0%, 80-119: 50%, 120-159: –, 160+: 100%.") in paragraph
+    without_lengths = t2m.mm_dist_breakdown(real, generated, multi, 21.0)
+    assert without_lengths["miss_share_by_length"] is None
+    assert "clip length" not in " ".join(t2m.mm_dist_lines(without_lengths))
     assert "No MDM pair lies beyond it." in t2m.mm_dist_lines(t2m.mm_dist_breakdown(real, generated[:2], multi[:2], 21.0))
     assert t2m.mm_dist_lines(None) == []
     assert t2m.mm_dist_breakdown(real, generated[:2], multi[:2], 21.0)["miss_share_multi_action"] is None
     with pytest.raises(ArtifactError, match="mm_dist_breakdown"):
         t2m.mm_dist_breakdown(real, generated, multi[:3], 21.0)
+    with pytest.raises(ArtifactError, match="action counts"):
+        t2m.mm_dist_breakdown(real, generated, multi > 1, 21.0)  # flags, not counts
+    with pytest.raises(ArtifactError, match="lengths"):
+        t2m.mm_dist_breakdown(real, generated, multi, 21.0, lengths=lengths[:2])
     text = np.zeros((2, 3))
     motion = np.array([[3.0, 4.0, 0.0], [0.0, 0.0, 1.0]])
     assert t2m.matched_distances(text, motion).tolist() == [5.0, 1.0]

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import yaml
 from click.testing import CliRunner
 from script_loader import load_script
@@ -27,3 +28,26 @@ def test_guided_scale_tuning_rejects_bad_scales_in_one_line(tmp_path: Path):
                                                              "--scales", "20,abc"])
     assert result.exit_code != 0 and "--scales must be comma-separated numbers" in result.output
     assert result.output.strip().count("\n") == 0
+
+
+def test_prior_fit_needs_one_r_precision_batch(tmp_path: Path):
+    result = CliRunner().invoke(_tool("prior_fit"), ["--params", str(REPO / "params.yaml"), "--count", "8"])
+    assert result.exit_code != 0 and "--count must be >= 32" in result.output
+    assert result.output.strip().count("\n") == 0
+
+
+def test_prior_fit_names_a_missing_model_in_one_line(tmp_path: Path):
+    result = CliRunner().invoke(_tool("prior_fit"), ["--params", str(REPO / "params.yaml"), "--split", "test",
+                                                     "--model-dir", str(tmp_path / "none"),
+                                                     "--hml-dir", str(tmp_path / "no_corpus")])
+    assert result.exit_code != 0 and "none" in result.output and "not found" in result.output
+    assert result.output.strip().count("\n") == 0
+
+
+def test_prior_fit_scores_known_embeddings():
+    fit_row = load_script("tools", "prior_fit").fit_row
+    text = np.eye(64) * 10.0
+    row = fit_row(text, text + 0.01, cutoff=0.1, seed=0)  # every motion next to its own caption
+    assert row["top1"] == 1.0 and row["miss_share"] == 0.0 and abs(row["mm_dist"] - 0.08) < 1e-9
+    swapped = fit_row(text, text[::-1].copy(), cutoff=0.1, seed=0)  # every motion at another caption
+    assert swapped["top3"] < 0.2 and swapped["miss_share"] == 1.0

@@ -202,27 +202,46 @@ def matched_distances(text: np.ndarray, motion: np.ndarray) -> np.ndarray:
     return np.linalg.norm(text - motion, axis=-1)
 
 
-def mm_dist_breakdown(real: np.ndarray, generated: np.ndarray, multi_action: np.ndarray,
-                      unrelated_mean: float, quantile: float = 0.95) -> dict[str, float]:
+#: Clip lengths (frames) by which :func:`mm_dist_breakdown` splits the misses: [start, end).
+MISS_LENGTH_BINS = ((0, 80), (80, 120), (120, 160), (160, 100_000))
+
+
+def mm_dist_breakdown(real: np.ndarray, generated: np.ndarray, action_counts: np.ndarray,
+                      unrelated_mean: float, quantile: float = 0.95,
+                      lengths: np.ndarray | None = None) -> dict[str, object]:
     """Where a generator's MM-Dist comes from: median matched distances of Real (N,) and of the
     generated pairs (M,), and the share of generated pairs beyond Real's ``quantile`` ("misses"),
-    overall and for captions naming one or several actions (``multi_action`` (M,) bool), with the
-    misses' mean distance beside ``unrelated_mean``, that of a caption to other captions' motions,
-    and the other generated pairs' mean (``hit_mean``) beside Real's (``real_mean``).
+    overall, for captions naming one or several actions (``action_counts`` (M,) int, the clauses
+    of each caption; also split 1 / 2 / 3+) and, given ``lengths`` (M,) in frames, by length
+    (:data:`MISS_LENGTH_BINS`), with the misses' mean distance beside ``unrelated_mean``, that of a
+    caption to other captions' motions, and the other generated pairs' mean (``hit_mean``) beside
+    Real's (``real_mean``).
 
     MM-Dist is a mean: with an evaluator that puts real motions close to their captions, the
     generated motions that miss (``miss_mean`` against ``unrelated_mean`` says how far) can make up
     most of it while the median pair is close to Real's.
     """
     real, generated = np.asarray(real, dtype=np.float64), np.asarray(generated, dtype=np.float64)
-    multi_action = np.asarray(multi_action, dtype=bool)
-    if len(real) == 0 or len(generated) == 0 or multi_action.shape != generated.shape:
+    action_counts = np.asarray(action_counts)
+    if len(real) == 0 or len(generated) == 0 or action_counts.shape != generated.shape \
+            or action_counts.dtype.kind not in "iu" or (action_counts < 1).any():
         raise ArtifactError(f"mm_dist_breakdown: {len(real)} real and {len(generated)} generated distances, "
-                            f"{multi_action.shape} caption flags (need > 0 each and one flag per generated pair)")
+                            f"{action_counts.shape} action counts (need > 0 each and one integer >= 1 per generated pair)")
+    if lengths is not None and np.shape(lengths) != generated.shape:
+        raise ArtifactError(f"mm_dist_breakdown: {np.shape(lengths)} lengths for {len(generated)} generated pairs")
+    multi_action = action_counts > 1
     cutoff = float(np.quantile(real, quantile))
     missed = generated > cutoff
     share = lambda chosen: float(missed[chosen].mean()) if chosen.any() else None  # noqa: E731
-    return {"real_median": float(np.median(real)), "real_mean": float(real.mean()),
+    by_length = None
+    if lengths is not None:
+        lengths = np.asarray(lengths)
+        by_length = {f"{start}-{end - 1}" if end < 100_000 else f"{start}+": share((lengths >= start) & (lengths < end))
+                     for start, end in MISS_LENGTH_BINS}
+    return {"miss_share_by_actions": {"1": share(action_counts == 1), "2": share(action_counts == 2),
+                                      "3+": share(action_counts >= 3)},
+            "miss_share_by_length": by_length,
+            "real_median": float(np.median(real)), "real_mean": float(real.mean()),
             "generated_median": float(np.median(generated)),
             "generated_mean": float(generated.mean()),
             "real_quantile": quantile, "real_cutoff": cutoff, "miss_share": share(np.ones_like(missed)),
@@ -317,6 +336,19 @@ _COLUMNS = (("top1", "Top 1 ↑"), ("top2", "Top 2 ↑"), ("top3", "Top 3 ↑"),
             ("diversity", "Diversity →"), ("fid", "FID ↓"), ("multimodality", "MultiModality ↑"))
 
 
+def _miss_splits(breakdown: Mapping[str, object]) -> str:
+    """The sentence on the miss shares by action clauses and by clip length for :func:`mm_dist_lines`
+    (empty when the breakdown has neither split)."""
+    splits = []
+    for key, what in (("miss_share_by_actions", "the caption's action clauses (split at \"then\", \"after that\")"),
+                      ("miss_share_by_length", "clip length in frames")):
+        shares = breakdown.get(key)
+        if shares:
+            cells = ", ".join(f"{name}: {'–' if value is None else f'{100 * value:.0f}%'}" for name, value in shares.items())
+            splits.append(f"by {what}, {cells}")
+    return f" The share of misses {'; '.join(splits)}." if splits else ""
+
+
 def mm_dist_lines(breakdown: Mapping[str, float] | None) -> list[str]:
     """The report's paragraph on :func:`mm_dist_breakdown` (nothing when it is absent)."""
     if not breakdown:
@@ -338,6 +370,7 @@ def mm_dist_lines(breakdown: Mapping[str, float] | None) -> list[str]:
         f"of the mean matched distance of {breakdown['generated_mean']:.2f}."
         + (f" The other pairs lie {breakdown['hit_mean']:.2f} from their captions on average (Real: "
            f"{breakdown['real_mean']:.2f})." if breakdown.get("hit_mean") is not None else "")
+        + _miss_splits(breakdown)
         if breakdown.get("miss_mean") is not None else "No MDM pair lies beyond it.",
         "",
     ]
