@@ -40,7 +40,7 @@ from humandiff.models.mdm import MDMConfig, MotionDiffusionModel, count_paramete
 
 #: The default preset's prior, used when params.yaml has no train_mdm section.
 FALLBACK = {"latent_dim": 256, "num_layers": 4, "num_heads": 4, "ff_dim": 512, "frames_per_token": 4, "conditioning": "adaln",
-            "clause_slots": 3}
+            "clause_slots": 3, "word_tokens": 32}
 
 
 def model_sizes(params_file: str, overrides: dict) -> dict:

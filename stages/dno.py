@@ -93,7 +93,8 @@ def build_sources(tasks: list[Task], model, schedule, mean, std, p: dict, hml_di
         captions = sorted({k[1] for k in prior})
         # sentence embeddings from the corpus table (MiniLM for a user's new caption), then clauses
         embeddings = load_embeddings(embeddings_file)
-        conditions = dict(zip(captions, caption_conditions(captions, embeddings, model.config.clause_slots)))
+        conditions = dict(zip(captions, caption_conditions(captions, embeddings, model.config.clause_slots,
+                                                           word_tokens=model.config.word_tokens)))
         for length in sorted({k[4] for k in prior}):
             group = [k for k in prior if k[4] == length]
             noise = torch.stack([torch.randn(length, FEATURE_DIM, generator=torch.Generator().manual_seed(k[2])) for k in group])

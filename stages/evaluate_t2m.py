@@ -50,7 +50,7 @@ def mdm_generations(p: dict, model_file: str, config_file: str, mean_std_file: s
     captions = [test_split.captions(int(k))[0] for k in chosen]
     repeat = p["mm_repeats"]
     conditions = caption_conditions(captions, load_embeddings(embeddings_file), config.clause_slots,
-                                    strict_source=embeddings_file)
+                                    strict_source=embeddings_file, word_tokens=config.word_tokens)
     text_emb = torch.from_numpy(np.repeat(conditions, repeat, axis=0))
     lengths = np.repeat(test_split.lengths[chosen], repeat)
     motions = generate(model, config.noise_schedule(), text_emb, lengths.tolist(), num_steps=p["mm_steps"],

@@ -71,7 +71,7 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, model_dir: str, o
     chosen = np.unique(np.linspace(0, len(test) - 1, count).round().astype(int))
     captions = [test.captions(int(k))[0] for k in chosen]
     sentences = np.stack([test.embeddings[test.caption_rows[int(k)][0]] for k in chosen])
-    text_emb = torch.from_numpy(clause_conditions(captions, sentences, config.clause_slots))
+    text_emb = torch.from_numpy(clause_conditions(captions, sentences, config.clause_slots, word_tokens=config.word_tokens))
     lengths = [int(test.lengths[k]) for k in chosen]
 
     started = time.perf_counter()

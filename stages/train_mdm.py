@@ -41,8 +41,10 @@ PARAMS = {
     "max_frames": int, "steps": int, "batch_size": int, "lr": float, "weight_decay": float,
     "warmup_steps": int, "lr_decay": str, "grad_clip": float, "ema_decay": float, "bf16": bool,
     "length_buckets": int, "checkpoint_every": int,
-    "lambda_joints": float, "lambda_velocity": float, "lambda_foot": float, "standardize_text": bool,
+    "lambda_joints": float, "lambda_velocity": float, "lambda_foot": float, "geometry_signal_weighted": bool,
+    "standardize_text": bool,
     "high_noise_share": float, "high_noise_fraction": float, "clause_slots": int,
+    "word_tokens": int,
 }
 #: Timesteps at which the held-out loss is measured (fractions of T).
 VAL_LEVELS = (0.25, 0.5, 0.75)
@@ -50,13 +52,13 @@ VAL_LEVELS = (0.25, 0.5, 0.75)
 
 def condition_table(embeddings_file: Path, config: MDMConfig) -> np.ndarray | None:
     """The model's conditions (C, condition_dim) for every caption row of ``embeddings_file``: the
-    sentence embeddings followed by the clause embeddings; None when ``config.clause_slots == 0``
-    (the sentence embeddings are the conditions)."""
-    if config.clause_slots == 0:
+    sentence embeddings followed by the clause embeddings and the word pieces; None when the config
+    has neither clause slots nor word tokens (the sentence embeddings are the conditions)."""
+    if config.clause_slots == 0 and config.word_tokens == 0:
         return None
     rows, sentences = load_embeddings(embeddings_file)
     captions = sorted(rows, key=rows.__getitem__)
-    return clause_conditions(captions, sentences, config.clause_slots)
+    return clause_conditions(captions, sentences, config.clause_slots, word_tokens=config.word_tokens)
 
 
 def with_conditions(split: MotionSplit, conditions: np.ndarray | None) -> MotionSplit:
@@ -106,6 +108,9 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
         raise ValueError(f"{params_file}: parameter '{SECTION}.high_noise_fraction' must lie in (0, 1], got {p['high_noise_fraction']!r}")
     if p["clause_slots"] < 0:
         raise ValueError(f"{params_file}: parameter '{SECTION}.clause_slots' must be >= 0, got {p['clause_slots']!r}")
+    if p["word_tokens"] < 0 or p["word_tokens"] == 1 or (p["word_tokens"] and p["conditioning"] != "adaln"):
+        raise ValueError(f"{params_file}: parameter '{SECTION}.word_tokens' must be 0 or >= 2 (with conditioning "
+                         f"adaln), got {p['word_tokens']!r}")
     if p["max_frames"] < 4:
         raise ValueError(f"{params_file}: parameter '{SECTION}.max_frames' must be >= 4, got {p['max_frames']}")
     if p["frames_per_token"] not in (1, 2, 4):
@@ -114,7 +119,7 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
     config = MDMConfig(latent_dim=p["latent_dim"], num_layers=p["num_layers"], num_heads=p["num_heads"], ff_dim=p["ff_dim"],
                        dropout=p["dropout"], frames_per_token=p["frames_per_token"], diffusion_steps=p["diffusion_steps"],
                        schedule=p["schedule"], cond_drop=p["cond_drop"], conditioning=p["conditioning"],
-                       clause_slots=p["clause_slots"])
+                       clause_slots=p["clause_slots"], word_tokens=p["word_tokens"])
     loop = LoopConfig(steps=p["steps"], batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"],
                       warmup_steps=p["warmup_steps"], lr_decay=p["lr_decay"], grad_clip=p["grad_clip"],
                       ema_decay=p["ema_decay"], checkpoint_every=p["checkpoint_every"], seed=p["seed"], bf16=p["bf16"],
@@ -137,7 +142,8 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
     if p["standardize_text"]:
         used = np.unique(np.concatenate(train_split.caption_rows))
         model.set_text_statistics(torch.from_numpy(train_split.embeddings[used]))
-    geometry = GeometryWeights(torch.from_numpy(mean), torch.from_numpy(std), p["lambda_joints"], p["lambda_velocity"], p["lambda_foot"])
+    geometry = GeometryWeights(torch.from_numpy(mean), torch.from_numpy(std), p["lambda_joints"], p["lambda_velocity"], p["lambda_foot"],
+                               signal_weighted=p["geometry_signal_weighted"])
     loss_fn = partial(training_loss, schedule=config.noise_schedule(), cond_drop=config.cond_drop, geometry=geometry,
                       high_noise_share=p["high_noise_share"], high_noise_fraction=p["high_noise_fraction"])
     started = time.perf_counter()

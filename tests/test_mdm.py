@@ -272,6 +272,28 @@ def test_geometry_losses_known_answers(corpus: Path):
     assert torch.all(recover_from_ric(static * weights.std.double() + weights.mean.double()).diff(dim=1).abs() < 1e-9)
 
 
+
+def test_signal_weighted_geometry_scales_each_sample_by_alpha_bar(corpus: Path):
+    mean, std = load_mean_std(corpus / "hml/mean_std.npz")
+    schedule = cosine_schedule(1000)
+    x0 = torch.randn(2, 10, 263) * 0.1
+    mask = padding_mask(torch.tensor([10, 7]))
+    t, noise = torch.tensor([20, 990]), torch.randn(2, 10, 263)
+    wrong = lambda x_t, t, text_emb=None, mask=None: torch.zeros_like(x_t)  # noqa: E731
+    weights = dict(mean=torch.from_numpy(mean), std=torch.from_numpy(std), velocity=2.0, foot_contact=3.0)
+    plain, parts = denoising_loss(wrong, schedule, x0, t, noise, text_emb=None, mask=mask,
+                                  geometry=GeometryWeights(**weights))
+    weighted, same_parts = denoising_loss(wrong, schedule, x0, t, noise, text_emb=None, mask=mask,
+                                          geometry=GeometryWeights(**weights, signal_weighted=True))
+    geometric = 2.0 * parts["velocity"] + 3.0 * parts["foot_contact"]
+    assert torch.all(geometric > 0)
+    torch.testing.assert_close(plain, parts["mse"] + geometric)
+    torch.testing.assert_close(weighted, parts["mse"] + schedule.alphas_cumprod[t].float() * geometric)
+    # the parts themselves are unweighted; near t = T the geometric terms all but vanish
+    torch.testing.assert_close(same_parts["foot_contact"], parts["foot_contact"])
+    assert (weighted[1] - parts["mse"][1]) < 1e-3 * geometric[1]
+
+
 # --------------------------------------------------------------------------------------------- EMA
 
 
@@ -528,8 +550,9 @@ TRAIN_PARAMS = {"seed": 0, "threads": 1, "latent_dim": 32, "num_layers": 2, "num
                 "standardize_text": True, "max_frames": 64, "steps": 6,
                 "batch_size": 4, "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 2, "lr_decay": "cosine",
                 "grad_clip": 1.0, "ema_decay": 0.9, "bf16": False, "length_buckets": 2, "checkpoint_every": 3,
-                "lambda_joints": 0.0, "lambda_velocity": 0.1, "lambda_foot": 0.1, "clause_slots": 1,
-                "high_noise_share": 0.5, "high_noise_fraction": 0.1}
+                "lambda_joints": 0.0, "lambda_velocity": 0.1, "lambda_foot": 0.1, "geometry_signal_weighted": True,
+                "clause_slots": 1,
+                "word_tokens": 4, "high_noise_share": 0.5, "high_noise_fraction": 0.1}
 SAMPLE_PARAMS = {"seed": 0, "threads": 1, "ddim_steps": 4, "guidance_scale": 2.5, "eta": 0.0, "batch_size": 3,
                  "max_clips": 0, "videos": 1, "sheet_rows": 2}
 
@@ -598,6 +621,8 @@ def test_stage_trains_afresh_after_a_code_change(corpus: Path, tmp_path: Path, m
                                                 ("conditioning", "film", "conditioning"),
                                                 ("standardize_text", "yes", "standardize_text"),
                                                 ("clause_slots", -1, "train_mdm.clause_slots' must be >= 0"),
+                                                ("word_tokens", 1, "train_mdm.word_tokens' must be 0 or >= 2"),
+                                                ("geometry_signal_weighted", "yes", "geometry_signal_weighted"),
                                                 ("high_noise_share", 1.5, "train_mdm.high_noise_share"),
                                                 ("high_noise_fraction", 0.0, "train_mdm.high_noise_fraction")])
 def test_stage_bad_params_one_line_error(corpus: Path, tmp_path: Path, key, value, message):

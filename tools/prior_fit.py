@@ -65,7 +65,7 @@ def main(params_file: str, split: str, count: int, seed: int, model_dir: str, ev
         chosen = np.sort(np.random.default_rng(seed).choice(len(data), count, replace=False))
         captions = [data.captions(int(k))[0] for k in chosen]
         conditions = caption_conditions(captions, load_embeddings(embeddings_file), config.clause_slots,
-                                        strict_source=embeddings_file)
+                                        strict_source=embeddings_file, word_tokens=config.word_tokens)
         samples = generate(model, config.noise_schedule(), torch.from_numpy(conditions), data.lengths[chosen].tolist(),
                            num_steps=int(sampling["ddim_steps"]), guidance_scale=float(sampling["guidance_scale"]),
                            eta=float(sampling["eta"]), seed=seed, batch_size=int(sampling["batch_size"]), progress=True)

@@ -20,7 +20,7 @@ Plus motion quality on joints recovered from features: foot skating ratio and ji
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -349,7 +349,7 @@ def _miss_splits(breakdown: Mapping[str, object]) -> str:
     return f" The share of misses {'; '.join(splits)}." if splits else ""
 
 
-def mm_dist_lines(breakdown: Mapping[str, float] | None) -> list[str]:
+def mm_dist_lines(breakdown: Mapping[str, Any] | None) -> list[str]:
     """The report's paragraph on :func:`mm_dist_breakdown` (nothing when it is absent)."""
     if not breakdown:
         return []

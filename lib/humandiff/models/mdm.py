@@ -26,6 +26,10 @@ and input options measured the same way (0.63 -> 0.78 together, README "The text
 prior"): :func:`training_timesteps` can draw a share of each batch from the top noise levels,
 where a long redundant clip's content is decided, and ``clause_slots`` adds one embedding per
 action clause of the caption after the sentence embedding (:mod:`humandiff.text.clauses`).
+A fifth, ``word_tokens``, lets every adaLN block read the caption's word pieces by
+cross-attention (one encoder layer over the words, keys and values shared by all blocks), so the
+order and the objects of several actions need not survive mean pooling (measured in the README,
+"The text-to-motion prior").
 
 Besides the network this module holds the training loss (per sample, for reuse by preference
 fine-tuning), optional geometric losses on joints recovered with ``recover_from_ric``, a sampler
@@ -84,11 +88,18 @@ class MDMConfig:
     conditioning: str = "token"
     #: action clauses embedded after the sentence (humandiff.text.clauses); 0 is MDM's sentence alone
     clause_slots: int = 0
+    #: caption word pieces the frames read by cross-attention in every block (adaln only); 0: none, as MDM
+    word_tokens: int = 0
+
+    @property
+    def summary_dim(self) -> int:
+        """Size of the pooled part of the condition: the sentence embedding and one embedding per clause slot."""
+        return self.text_dim * (1 + self.clause_slots)
 
     @property
     def condition_dim(self) -> int:
-        """Size of the caption condition: the sentence embedding and one embedding per clause slot."""
-        return self.text_dim * (1 + self.clause_slots)
+        """Size of the caption condition: the pooled part followed by ``word_tokens`` word-piece vectors."""
+        return self.summary_dim + self.text_dim * self.word_tokens
 
     def __post_init__(self) -> None:
         for name in ("feature_dim", "text_dim", "latent_dim", "num_layers", "num_heads", "ff_dim", "frames_per_token",
@@ -98,6 +109,11 @@ class MDMConfig:
                 raise ArtifactError(f"MDMConfig: parameter '{name}' must be a positive integer, got {value!r}")
         if not isinstance(self.clause_slots, int) or isinstance(self.clause_slots, bool) or self.clause_slots < 0:
             raise ArtifactError(f"MDMConfig: parameter 'clause_slots' must be an integer >= 0, got {self.clause_slots!r}")
+        if not isinstance(self.word_tokens, int) or isinstance(self.word_tokens, bool) or self.word_tokens < 0:
+            raise ArtifactError(f"MDMConfig: parameter 'word_tokens' must be an integer >= 0, got {self.word_tokens!r}")
+        if self.word_tokens and self.conditioning != "adaln":
+            raise ArtifactError("MDMConfig: parameter 'word_tokens' > 0 needs conditioning 'adaln' "
+                                "(the cross-attention lives in its blocks)")
         if self.latent_dim % self.num_heads or self.latent_dim % 2:
             raise ArtifactError(
                 f"MDMConfig: parameter 'latent_dim'={self.latent_dim} must be even and divisible by 'num_heads'={self.num_heads}"
@@ -147,19 +163,28 @@ class AdaLNBlock(nn.Module):
     which the frames must learn to attend to, this puts the caption into every layer directly.
     """
 
-    def __init__(self, d: int, num_heads: int, ff_dim: int, dropout: float) -> None:
+    def __init__(self, d: int, num_heads: int, ff_dim: int, dropout: float, cross_attention: bool = False) -> None:
         super().__init__()
         self.num_heads, self.dropout = num_heads, dropout
         self.norm_attention = nn.LayerNorm(d, elementwise_affine=False)
         self.qkv = nn.Linear(d, 3 * d)
         self.attention_out = nn.Linear(d, d)
+        self.cross: nn.ModuleDict | None = None
+        if cross_attention:
+            self.cross = nn.ModuleDict({"norm": nn.LayerNorm(d), "q": nn.Linear(d, d), "out": nn.Linear(d, d)})
+            # zero output: the block starts as it would be without the words
+            nn.init.zeros_(self.cross["out"].weight)
+            nn.init.zeros_(self.cross["out"].bias)
         self.norm_ff = nn.LayerNorm(d, elementwise_affine=False)
         self.ff = nn.Sequential(nn.Linear(d, ff_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_dim, d))
         self.modulation = nn.Linear(d, 6 * d)
         nn.init.zeros_(self.modulation.weight)
         nn.init.zeros_(self.modulation.bias)
 
-    def forward(self, x: Tensor, cond: Tensor, padding: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, cond: Tensor, padding: Tensor | None, words: Tensor | None = None,
+                word_padding: Tensor | None = None) -> Tensor:
+        """``words`` (2, B, heads, W, d / heads): the caption words' keys and values, read by cross-attention when
+        the block has it; ``word_padding`` (B, W) True on absent words."""
         B, L, d = x.shape
         shift_a, scale_a, gate_a, shift_f, scale_f, gate_f = self.modulation(F.silu(cond))[:, None].chunk(6, -1)
         h = self.norm_attention(x) * (1 + scale_a) + shift_a
@@ -167,6 +192,14 @@ class AdaLNBlock(nn.Module):
         attend = None if padding is None else ~padding[:, None, None, :]
         h = F.scaled_dot_product_attention(q, k, v, attn_mask=attend, dropout_p=self.dropout if self.training else 0.0)
         x = x + gate_a * F.dropout(self.attention_out(h.transpose(1, 2).reshape(B, L, d)), self.dropout, self.training)
+        if self.cross is not None:
+            if words is None:
+                raise ArtifactError("AdaLNBlock: built with cross-attention but called without words")
+            q = self.cross["q"](self.cross["norm"](x)).reshape(B, L, self.num_heads, d // self.num_heads).transpose(1, 2)
+            k, v = words
+            attend = None if word_padding is None else ~word_padding[:, None, None, :]
+            h = F.scaled_dot_product_attention(q, k, v, attn_mask=attend, dropout_p=self.dropout if self.training else 0.0)
+            x = x + F.dropout(self.cross["out"](h.transpose(1, 2).reshape(B, L, d)), self.dropout, self.training)
         h = self.norm_ff(x) * (1 + scale_f) + shift_f
         return x + gate_f * F.dropout(self.ff(h), self.dropout, self.training)
 
@@ -175,7 +208,8 @@ class MotionDiffusionModel(nn.Module):
     """MDM-style denoiser: ``(x_t (B, T, 263), t (B,), text_emb (B, C), mask (B, T)) -> x0_hat (B, T, 263)``.
 
     ``C = config.condition_dim``: the 384-d sentence embedding, followed by ``clause_slots``
-    clause embeddings when the config has them (:mod:`humandiff.text.clauses`).
+    clause embeddings when the config has them (:mod:`humandiff.text.clauses`), then ``word_tokens``
+    384-d word-piece vectors (zeros after the caption's end) when it has those.
 
     ``mask`` is True on real frames (all frames when ``None``); outputs on padded frames are 0
     and valid frames never attend to padded ones, so padding cannot change them. ``text_emb =
@@ -194,15 +228,25 @@ class MotionDiffusionModel(nn.Module):
             self.input_proj: nn.Module = nn.Linear(config.feature_dim, d)
         else:
             self.input_proj = nn.Conv1d(config.feature_dim, d, kernel_size=2 * P, stride=P, padding=P // 2)
-        self.text_proj = nn.Linear(config.condition_dim, d)
+        self.text_proj = nn.Linear(config.summary_dim, d)
         # caption statistics of the training corpus (identity until set_text_statistics): sentence
         # embeddings share a large common direction, so standardising them makes the part that
         # tells captions apart the input; the "no text" zero vector maps to a fixed point of its own
-        self.register_buffer("text_mean", torch.zeros(config.condition_dim))
-        self.register_buffer("text_std", torch.ones(config.condition_dim))
+        self.register_buffer("text_mean", torch.zeros(config.summary_dim))
+        self.register_buffer("text_std", torch.ones(config.summary_dim))
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        if config.word_tokens:
+            # word pieces in context: one encoder layer over the caption's words, plus a learned "no
+            # word" entry that every frame can always attend to (a dropped caption has no words); one
+            # set of keys and values serves every block, which keeps the words' cost near one layer's
+            self.word_proj = nn.Sequential(nn.LayerNorm(config.text_dim), nn.Linear(config.text_dim, d))
+            self.word_null = nn.Parameter(torch.zeros(1, 1, d))
+            self.word_encoder = nn.TransformerEncoderLayer(d, config.num_heads, config.ff_dim, config.dropout,
+                                                           activation="gelu", batch_first=True, norm_first=True)
+            self.word_kv = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 2 * d))
         if config.conditioning == "adaln":
-            self.blocks = nn.ModuleList(AdaLNBlock(d, config.num_heads, config.ff_dim, config.dropout)
+            self.blocks = nn.ModuleList(AdaLNBlock(d, config.num_heads, config.ff_dim, config.dropout,
+                                                   cross_attention=config.word_tokens > 0)
                                         for _ in range(config.num_layers))
             self.final_norm = nn.LayerNorm(d, elementwise_affine=False)
             self.final_modulation = nn.Linear(d, 2 * d)
@@ -222,17 +266,41 @@ class MotionDiffusionModel(nn.Module):
         """The condition token (B, d): embedded timestep plus projected caption embedding."""
         token = self.time_mlp(sinusoidal_embedding(t, self.config.latent_dim).to(self.text_proj.weight.dtype))
         if text_emb is None:
-            text_emb = torch.zeros(t.shape[0], self.config.condition_dim, dtype=token.dtype, device=token.device)
-        return token + self.text_proj((text_emb - self.text_mean) / self.text_std)
+            text_emb = torch.zeros(t.shape[0], self.config.summary_dim, dtype=token.dtype, device=token.device)
+        summary = text_emb[:, : self.config.summary_dim]
+        return token + self.text_proj((summary - self.text_mean) / self.text_std)
+
+    def words(self, text_emb: Tensor | None, batch_size: int) -> tuple[Tensor, Tensor]:
+        """The caption words' keys and values (2, B, heads, 1 + W', d / heads) and padding (B, 1 + W'), True on absent words.
+
+        Entry 0 is the learned "no word" entry; word ``w`` is the 384-d vector in slot ``w`` of the
+        condition after the pooled part, absent where that slot is all zeros (padding, dropped
+        caption). ``W'`` is the longest caption of the batch: the slots after it are absent everywhere.
+        """
+        W, dim, d, heads = self.config.word_tokens, self.config.text_dim, self.config.latent_dim, self.config.num_heads
+        if text_emb is None:
+            vectors = self.word_null.new_zeros(batch_size, 0, dim)
+        else:
+            vectors = text_emb[:, self.config.summary_dim :].reshape(batch_size, W, dim).to(self.word_null.dtype)
+            present = (vectors.abs().sum(-1) > 0).any(0).nonzero()
+            vectors = vectors[:, : int(present.max()) + 1 if len(present) else 0]
+        absent = vectors.abs().sum(-1) == 0
+        positions = sinusoidal_embedding(torch.arange(vectors.shape[1], device=vectors.device), d).to(vectors.dtype)
+        hidden = torch.cat([self.word_null.expand(batch_size, 1, -1), self.word_proj(vectors) + positions], 1)
+        padding = torch.cat([absent.new_zeros(batch_size, 1), absent], 1)
+        hidden = self.word_encoder(hidden, src_key_padding_mask=padding)
+        keys_values = self.word_kv(hidden).reshape(batch_size, hidden.shape[1], 2, heads, d // heads)
+        return keys_values.permute(2, 0, 3, 1, 4), padding
 
     @torch.no_grad()
     def set_text_statistics(self, embeddings: Tensor) -> None:
-        """Standardise captions by the per-dimension mean and std of ``embeddings`` (N, condition_dim)."""
+        """Standardise captions by the per-dimension mean and std of the pooled part of ``embeddings`` (N, condition_dim)."""
         if embeddings.ndim != 2 or embeddings.shape[1] != self.config.condition_dim or len(embeddings) < 2:
             raise ArtifactError(f"set_text_statistics: embeddings must have shape (N >= 2, {self.config.condition_dim}), "
                                 f"got {tuple(embeddings.shape)}")
-        self.text_mean.copy_(embeddings.float().mean(0))
-        self.text_std.copy_(embeddings.float().std(0).clamp(min=1e-4))
+        summary = embeddings[:, : self.config.summary_dim].float()
+        self.text_mean.copy_(summary.mean(0))
+        self.text_std.copy_(summary.std(0).clamp(min=1e-4))
 
     def forward(self, x_t: Tensor, t: Tensor, text_emb: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         B, T, feature_dim = x_t.shape
@@ -257,7 +325,8 @@ class MotionDiffusionModel(nn.Module):
         if mask is not None:
             token_valid = F.pad(mask.bool(), (0, n_tokens * P - T)).reshape(B, n_tokens, P).any(-1)
             padding = torch.cat([torch.zeros(B, 1, dtype=torch.bool, device=x_t.device), ~token_valid], 1)
-        hidden = self.transform(tokens, cond, padding)[:, 1:]
+        words = self.words(text_emb, B) if self.config.word_tokens else None
+        hidden = self.transform(tokens, cond, padding, words)[:, 1:]
         if P == 1:
             out = self.output_proj(hidden)
         else:
@@ -267,12 +336,15 @@ class MotionDiffusionModel(nn.Module):
             out = self.output_proj(hidden.transpose(1, 2)).transpose(1, 2)[:, :T]
         return out if mask is None else out * mask[..., None].to(out.dtype)
 
-    def transform(self, tokens: Tensor, cond: Tensor, padding: Tensor | None) -> Tensor:
-        """The transformer over ``tokens`` (B, L, d) with condition ``cond`` (B, d); ``padding`` (B, L) True on pads."""
+    def transform(self, tokens: Tensor, cond: Tensor, padding: Tensor | None,
+                  words: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """The transformer over ``tokens`` (B, L, d) with condition ``cond`` (B, d); ``padding`` (B, L) True on
+        pads; ``words``: :meth:`words`' output, for the blocks' cross-attention."""
         if self.config.conditioning == "token":
             return self.encoder(tokens, src_key_padding_mask=padding)
+        word_states, word_padding = words if words is not None else (None, None)
         for block in self.blocks:
-            tokens = block(tokens, cond, padding)
+            tokens = block(tokens, cond, padding, word_states, word_padding)
         shift, scale = self.final_modulation(F.silu(cond))[:, None].chunk(2, -1)
         return self.final_norm(tokens) * (1 + scale) + shift
 
@@ -292,6 +364,12 @@ class GeometryWeights:
     ``joints``: squared joint position error; ``velocity``: squared error of joint velocities;
     ``foot_contact``: squared velocity of the predicted feet on frames where the real motion's
     contact labels say the foot is planted. ``mean``/``std`` (263,) undo the normalisation.
+
+    ``signal_weighted`` (not in MDM, which weighs every level alike) scales each sample's geometric
+    losses by alpha_bar_t, the share of signal in its x_t. Why: at the top levels, where a sample's
+    content is decided, the clean estimate is a blur of the motions the caption allows, and a foot
+    loss there pulls towards standing still instead of towards the caption; contact is shaped at
+    the low levels, which keep their full weight.
     """
 
     mean: Tensor
@@ -299,6 +377,7 @@ class GeometryWeights:
     joints: float = 0.0
     velocity: float = 0.0
     foot_contact: float = 0.0
+    signal_weighted: bool = False
 
     @property
     def active(self) -> bool:
@@ -354,9 +433,10 @@ def denoising_loss(
     parts = {"mse": _masked_mean((pred.float() - target).square(), mask)}
     total = parts["mse"]
     if geometry is not None and geometry.active:
+        level_weight = schedule.alphas_cumprod.to(pred.device)[t].float() if geometry.signal_weighted else 1.0
         for name, value in geometry_losses(pred.float(), target, mask, geometry).items():
             parts[name] = value
-            total = total + getattr(geometry, name) * value
+            total = total + getattr(geometry, name) * level_weight * value
     return total, parts
 
 
