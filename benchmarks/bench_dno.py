@@ -31,32 +31,25 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
-import yaml
 
 from humandiff.io import save_json
+from prior_params import config_fields, train_mdm_params
 from humandiff.methods.criteria import motion_criterion, pose_loss
 from humandiff.methods.dno import DNOOptions, ddim_solver, optimize_noise
 from humandiff.models.mdm import MDMConfig, MotionDiffusionModel, count_parameters, guided_denoiser
 
-#: The default preset's prior, used when params.yaml has no train_mdm section.
-FALLBACK = {"latent_dim": 256, "num_layers": 4, "num_heads": 4, "ff_dim": 512, "frames_per_token": 4, "conditioning": "adaln",
-            "clause_slots": 3, "word_tokens": 32}
-
 
 def model_sizes(params_file: str, overrides: dict) -> dict:
-    sizes = dict(FALLBACK)
-    path = Path(params_file)
-    if path.is_file():
-        section = (yaml.safe_load(path.read_text()) or {}).get("train_mdm") or {}
-        sizes.update({k: section[k] for k in FALLBACK if k in section})
+    """MDMConfig fields of the params file's train_mdm section (dropout off: DNO runs the prior in eval), with overrides."""
+    sizes = config_fields(train_mdm_params(params_file))
     sizes.update({k: v for k, v in overrides.items() if v is not None})
-    return sizes
+    return dict(sizes, dropout=0.0)
 
 
 def build(sizes: dict, batch: int, frames: int, seed: int = 0):
     """The prior (eval, frozen), its schedule, a pose criterion on all joints and a start noise."""
     torch.manual_seed(seed)
-    config = MDMConfig(dropout=0.0, **sizes)
+    config = MDMConfig(**sizes)
     model = MotionDiffusionModel(config).eval().requires_grad_(False)
     generator = torch.Generator().manual_seed(seed)
     targets = torch.randn(batch, frames, 22, 3, generator=generator) * 0.1

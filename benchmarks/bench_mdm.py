@@ -23,10 +23,10 @@ from pathlib import Path
 
 import click
 import torch
-import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from humandiff.io import save_json
+from prior_params import config_fields, train_mdm_params
 from humandiff.models.ema import ema_copy, ema_update
 from humandiff.models.mdm import (
     GeometryWeights,
@@ -36,13 +36,6 @@ from humandiff.models.mdm import (
     generate,
     training_loss,
 )
-
-#: The default preset's train_mdm sizes, used when params.yaml has no train_mdm section.
-FALLBACK = {"latent_dim": 256, "num_layers": 4, "num_heads": 4, "ff_dim": 512, "frames_per_token": 4, "conditioning": "adaln",
-            "batch_size": 64, "max_frames": 196, "diffusion_steps": 1000, "clause_slots": 3,
-            "word_tokens": 32, "lambda_joints": 0.0, "lambda_velocity": 100.0, "lambda_foot": 300.0,
-            "geometry_signal_weighted": True}
-
 
 def matmul_peak(size: int = 1024, seconds: float = 0.5) -> float:
     """fp32 GFLOP/s of a square matmul loop (best of a few timed runs)."""
@@ -98,19 +91,12 @@ def autocast(bf16: bool):
 def main(params_file, latent_dim, num_layers, ff_dim, frames_per_token, batch_size, frames, sample_batch, sample_frames, threads, repeats, out_file):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    sizes = dict(FALLBACK)
-    path = Path(params_file)
-    if path.is_file():
-        section = (yaml.safe_load(path.read_text()) or {}).get("train_mdm") or {}
-        sizes.update({k: section[k] for k in FALLBACK if k in section})
+    sizes = train_mdm_params(params_file)
     for key, value in (("latent_dim", latent_dim), ("num_layers", num_layers), ("ff_dim", ff_dim),
                          ("frames_per_token", frames_per_token), ("batch_size", batch_size)):
         if value is not None:
             sizes[key] = value
-    config = MDMConfig(latent_dim=sizes["latent_dim"], num_layers=sizes["num_layers"], num_heads=sizes["num_heads"],
-                       ff_dim=sizes["ff_dim"], frames_per_token=sizes["frames_per_token"],
-                       diffusion_steps=sizes["diffusion_steps"], conditioning=sizes["conditioning"],
-                       clause_slots=sizes["clause_slots"], word_tokens=sizes["word_tokens"])
+    config = MDMConfig(**config_fields(sizes))
     frames = min(frames, sizes["max_frames"])
     schedule = config.noise_schedule()
     model = MotionDiffusionModel(config)
@@ -123,7 +109,8 @@ def main(params_file, latent_dim, num_layers, ff_dim, frames_per_token, batch_si
     # features are standard normal here, so an identity normalisation gives plausible joint ranges
     geometry = GeometryWeights(torch.zeros(263), torch.ones(263), sizes["lambda_joints"], sizes["lambda_velocity"],
                                sizes["lambda_foot"], signal_weighted=sizes["geometry_signal_weighted"])
-    loss_fn = partial(training_loss, schedule=schedule, cond_drop=0.1, geometry=geometry)
+    loss_fn = partial(training_loss, schedule=schedule, cond_drop=config.cond_drop, geometry=geometry,
+                      high_noise_share=sizes["high_noise_share"], high_noise_fraction=sizes["high_noise_fraction"])
     generator = torch.Generator().manual_seed(0)
     results = {"config": config.to_dict(), "parameters": count_parameters(model), "batch_size": B, "frames": frames,
                "threads": threads, "sample_batch": sample_batch, "sample_frames": sample_frames}
@@ -136,6 +123,8 @@ def main(params_file, latent_dim, num_layers, ff_dim, frames_per_token, batch_si
     def train_step(bf16: bool) -> None:
         optimizer.zero_grad(set_to_none=True)
         forward_backward(bf16)
+        if sizes["grad_clip"] > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), sizes["grad_clip"])
         optimizer.step()
         ema_update(ema, model, 0.999)
 

@@ -19,7 +19,7 @@ import torch
 
 from humandiff.data import MotionTextDataset, collate_motion, load_embeddings, load_mean_std, load_motion_split
 from humandiff.data.motion_dataset import MotionSplit
-from humandiff.io import file_digest, save_json
+from humandiff.io import ArtifactError, file_digest, save_json
 from humandiff.models.mdm import (
     GeometryWeights,
     MDMConfig,
@@ -108,18 +108,18 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
         raise ValueError(f"{params_file}: parameter '{SECTION}.high_noise_fraction' must lie in (0, 1], got {p['high_noise_fraction']!r}")
     if p["clause_slots"] < 0:
         raise ValueError(f"{params_file}: parameter '{SECTION}.clause_slots' must be >= 0, got {p['clause_slots']!r}")
-    if p["word_tokens"] < 0 or p["word_tokens"] == 1 or (p["word_tokens"] and p["conditioning"] != "adaln"):
-        raise ValueError(f"{params_file}: parameter '{SECTION}.word_tokens' must be 0 or >= 2 (with conditioning "
-                         f"adaln), got {p['word_tokens']!r}")
     if p["max_frames"] < 4:
         raise ValueError(f"{params_file}: parameter '{SECTION}.max_frames' must be >= 4, got {p['max_frames']}")
     if p["frames_per_token"] not in (1, 2, 4):
         # training crops are multiples of 4 frames: tokens must never straddle a crop's end
         raise ValueError(f"{params_file}: parameter '{SECTION}.frames_per_token' must be 1, 2 or 4, got {p['frames_per_token']!r}")
-    config = MDMConfig(latent_dim=p["latent_dim"], num_layers=p["num_layers"], num_heads=p["num_heads"], ff_dim=p["ff_dim"],
-                       dropout=p["dropout"], frames_per_token=p["frames_per_token"], diffusion_steps=p["diffusion_steps"],
-                       schedule=p["schedule"], cond_drop=p["cond_drop"], conditioning=p["conditioning"],
-                       clause_slots=p["clause_slots"], word_tokens=p["word_tokens"])
+    try:
+        config = MDMConfig(latent_dim=p["latent_dim"], num_layers=p["num_layers"], num_heads=p["num_heads"], ff_dim=p["ff_dim"],
+                           dropout=p["dropout"], frames_per_token=p["frames_per_token"], diffusion_steps=p["diffusion_steps"],
+                           schedule=p["schedule"], cond_drop=p["cond_drop"], conditioning=p["conditioning"],
+                           clause_slots=p["clause_slots"], word_tokens=p["word_tokens"])
+    except ArtifactError as exc:  # the config checks its own fields; name them as params.yaml does
+        raise ValueError(str(exc).replace("MDMConfig: parameter '", f"{params_file}: parameter '{SECTION}.")) from None
     loop = LoopConfig(steps=p["steps"], batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"],
                       warmup_steps=p["warmup_steps"], lr_decay=p["lr_decay"], grad_clip=p["grad_clip"],
                       ema_decay=p["ema_decay"], checkpoint_every=p["checkpoint_every"], seed=p["seed"], bf16=p["bf16"],

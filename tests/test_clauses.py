@@ -121,8 +121,9 @@ def test_bad_word_vectors_are_one_line_errors():
                           words=lambda captions: [np.full((3, 384), np.nan)])
     with pytest.raises(ArtifactError, match="word_tokens"):
         MDMConfig(word_tokens=4, conditioning="token")
-    with pytest.raises(ArtifactError, match="word_tokens"):
-        MDMConfig(word_tokens=-1, conditioning="adaln")
+    for bad in (-1, 1):
+        with pytest.raises(ArtifactError, match="'word_tokens' must be 0 or >= 2"):
+            MDMConfig(word_tokens=bad, conditioning="adaln")
 
 
 def _word_prior() -> tuple[MotionDiffusionModel, MDMConfig]:

@@ -109,8 +109,13 @@ class MDMConfig:
                 raise ArtifactError(f"MDMConfig: parameter '{name}' must be a positive integer, got {value!r}")
         if not isinstance(self.clause_slots, int) or isinstance(self.clause_slots, bool) or self.clause_slots < 0:
             raise ArtifactError(f"MDMConfig: parameter 'clause_slots' must be an integer >= 0, got {self.clause_slots!r}")
-        if not isinstance(self.word_tokens, int) or isinstance(self.word_tokens, bool) or self.word_tokens < 0:
-            raise ArtifactError(f"MDMConfig: parameter 'word_tokens' must be an integer >= 0, got {self.word_tokens!r}")
+        if self.conditioning not in CONDITIONING:
+            raise ArtifactError(f"MDMConfig: parameter 'conditioning' must be one of {', '.join(CONDITIONING)}, "
+                                f"got {self.conditioning!r}")
+        if not isinstance(self.word_tokens, int) or isinstance(self.word_tokens, bool) or self.word_tokens < 0 \
+                or self.word_tokens == 1:
+            # one slot would hold the [CLS] marker alone (humandiff.text.clauses.word_slots)
+            raise ArtifactError(f"MDMConfig: parameter 'word_tokens' must be 0 or >= 2, got {self.word_tokens!r}")
         if self.word_tokens and self.conditioning != "adaln":
             raise ArtifactError("MDMConfig: parameter 'word_tokens' > 0 needs conditioning 'adaln' "
                                 "(the cross-attention lives in its blocks)")
@@ -124,9 +129,6 @@ class MDMConfig:
             raise ArtifactError(f"MDMConfig: parameter 'cond_drop' must lie in [0, 1], got {self.cond_drop}")
         if self.frames_per_token > 1 and self.frames_per_token % 2:
             raise ArtifactError(f"MDMConfig: parameter 'frames_per_token' must be 1 or even, got {self.frames_per_token}")
-        if self.conditioning not in CONDITIONING:
-            raise ArtifactError(f"MDMConfig: parameter 'conditioning' must be one of {', '.join(CONDITIONING)}, "
-                                f"got {self.conditioning!r}")
         if self.schedule not in ("cosine", "linear"):
             raise ArtifactError(f"MDMConfig: parameter 'schedule' must be 'cosine' or 'linear', got {self.schedule!r}")
 

