@@ -33,10 +33,11 @@ import numpy as np
 import torch
 
 from humandiff.io import save_json
-from prior_params import config_fields, train_mdm_params
 from humandiff.methods.criteria import motion_criterion, pose_loss
 from humandiff.methods.dno import DNOOptions, ddim_solver, optimize_noise
 from humandiff.models.mdm import MDMConfig, MotionDiffusionModel, count_parameters, guided_denoiser
+
+from prior_params import config_fields, train_mdm_params
 
 
 def model_sizes(params_file: str, overrides: dict) -> dict:

@@ -26,7 +26,6 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from humandiff.io import save_json
-from prior_params import config_fields, train_mdm_params
 from humandiff.models.ema import ema_copy, ema_update
 from humandiff.models.mdm import (
     GeometryWeights,
@@ -36,6 +35,9 @@ from humandiff.models.mdm import (
     generate,
     training_loss,
 )
+
+from prior_params import config_fields, train_mdm_params
+
 
 def matmul_peak(size: int = 1024, seconds: float = 0.5) -> float:
     """fp32 GFLOP/s of a square matmul loop (best of a few timed runs)."""
