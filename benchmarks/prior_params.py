@@ -6,16 +6,16 @@ back to the default preset, so the benchmarks never carry a copy of its sizes.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import click
 import yaml
 
+from humandiff.models.mdm import MDMConfig
+
 DEFAULT_PRESET = Path(__file__).resolve().parents[1] / "presets" / "default.yaml"
-#: The train_mdm keys that are MDMConfig fields.
-CONFIG_KEYS = ("latent_dim", "num_layers", "num_heads", "ff_dim", "dropout", "frames_per_token", "diffusion_steps",
-               "schedule", "cond_drop", "conditioning", "clause_slots", "word_tokens")
 
 
 def train_mdm_params(params_file: str | Path) -> dict[str, Any]:
@@ -29,5 +29,6 @@ def train_mdm_params(params_file: str | Path) -> dict[str, Any]:
 
 
 def config_fields(section: dict[str, Any]) -> dict[str, Any]:
-    """The MDMConfig keyword arguments of a ``train_mdm`` section."""
-    return {key: section[key] for key in CONFIG_KEYS}
+    """The MDMConfig keyword arguments of a ``train_mdm`` section (its keys that name config fields)."""
+    names = {field.name for field in fields(MDMConfig)}
+    return {key: value for key, value in section.items() if key in names}
