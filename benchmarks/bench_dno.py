@@ -37,12 +37,12 @@ from humandiff.methods.criteria import motion_criterion, pose_loss
 from humandiff.methods.dno import DNOOptions, ddim_solver, optimize_noise
 from humandiff.models.mdm import MDMConfig, MotionDiffusionModel, count_parameters, guided_denoiser
 
-from prior_params import config_fields, train_mdm_params
+from prior_params import train_mdm_params
 
 
 def model_sizes(params_file: str, overrides: dict) -> dict:
     """MDMConfig fields of the params file's train_mdm section (dropout off: DNO runs the prior in eval), with overrides."""
-    sizes = config_fields(train_mdm_params(params_file))
+    sizes = MDMConfig.from_section(train_mdm_params(params_file)).to_dict()
     sizes.update({k: v for k, v in overrides.items() if v is not None})
     return dict(sizes, dropout=0.0)
 

@@ -36,7 +36,7 @@ from humandiff.models.mdm import (
     training_loss,
 )
 
-from prior_params import config_fields, train_mdm_params
+from prior_params import train_mdm_params
 
 
 def matmul_peak(size: int = 1024, seconds: float = 0.5) -> float:
@@ -98,7 +98,7 @@ def main(params_file, latent_dim, num_layers, ff_dim, frames_per_token, batch_si
                          ("frames_per_token", frames_per_token), ("batch_size", batch_size)):
         if value is not None:
             sizes[key] = value
-    config = MDMConfig(**config_fields(sizes))
+    config = MDMConfig.from_section(sizes)
     frames = min(frames, sizes["max_frames"])
     schedule = config.noise_schedule()
     model = MotionDiffusionModel(config)

@@ -6,14 +6,11 @@ back to the default preset, so the benchmarks never carry a copy of its sizes.
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import click
 import yaml
-
-from humandiff.models.mdm import MDMConfig
 
 DEFAULT_PRESET = Path(__file__).resolve().parents[1] / "presets" / "default.yaml"
 
@@ -27,8 +24,3 @@ def train_mdm_params(params_file: str | Path) -> dict[str, Any]:
                 return dict(section)
     raise click.ClickException(f"{params_file}: no train_mdm section (and {DEFAULT_PRESET} has none)")
 
-
-def config_fields(section: dict[str, Any]) -> dict[str, Any]:
-    """The MDMConfig keyword arguments of a ``train_mdm`` section (its keys that name config fields)."""
-    names = {field.name for field in fields(MDMConfig)}
-    return {key: value for key, value in section.items() if key in names}

@@ -114,10 +114,7 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
         # training crops are multiples of 4 frames: tokens must never straddle a crop's end
         raise ValueError(f"{params_file}: parameter '{SECTION}.frames_per_token' must be 1, 2 or 4, got {p['frames_per_token']!r}")
     try:
-        config = MDMConfig(latent_dim=p["latent_dim"], num_layers=p["num_layers"], num_heads=p["num_heads"], ff_dim=p["ff_dim"],
-                           dropout=p["dropout"], frames_per_token=p["frames_per_token"], diffusion_steps=p["diffusion_steps"],
-                           schedule=p["schedule"], cond_drop=p["cond_drop"], conditioning=p["conditioning"],
-                           clause_slots=p["clause_slots"], word_tokens=p["word_tokens"])
+        config = MDMConfig.from_section(p)
     except ArtifactError as exc:  # the config checks its own fields; name them as params.yaml does
         raise ValueError(str(exc).replace("MDMConfig: parameter '", f"{params_file}: parameter '{SECTION}.")) from None
     loop = LoopConfig(steps=p["steps"], batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"],

@@ -173,6 +173,16 @@ def test_bad_config_is_one_line_error(bad):
         MDMConfig.from_dict({"latent": 3})
 
 
+def test_config_from_params_section_keeps_only_its_fields():
+    section = {"latent_dim": 64, "num_layers": 2, "conditioning": "adaln", "word_tokens": 8, "steps": 1400,
+               "batch_size": 128, "lambda_foot": 600.0}
+    config = MDMConfig.from_section(section)
+    assert (config.latent_dim, config.num_layers, config.conditioning, config.word_tokens) == (64, 2, "adaln", 8)
+    assert config.ff_dim == MDMConfig().ff_dim  # absent fields keep the paper's defaults
+    with pytest.raises(ArtifactError, match="word_tokens"):
+        MDMConfig.from_section({"word_tokens": 1, "conditioning": "adaln", "steps": 10})
+
+
 def test_bad_inputs_name_the_field():
     model = tiny_model()
     with pytest.raises(ArtifactError, match="x_t has 200 features"):

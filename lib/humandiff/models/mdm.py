@@ -141,6 +141,13 @@ class MDMConfig:
             raise ArtifactError(f"MDMConfig: unknown parameter(s) {', '.join(unknown)}")
         return cls(**values)
 
+    @classmethod
+    def from_section(cls, section: dict[str, Any]) -> "MDMConfig":
+        """Config from a ``train_mdm`` params section: its keys that name config fields; the others
+        (training settings) are left to the training loop."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in section.items() if key in names})
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
