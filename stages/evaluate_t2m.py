@@ -1,9 +1,12 @@
 """Stage evaluate_t2m: SoPo Table 1's metrics for Real (test motions) and our MDM, with 95% intervals.
 
-Metrics come from the evaluator only (never the reward model). MultiModality needs repeated
-generations per text: this stage draws them itself from the MDM prior through its public
-sampler (``humandiff.models.mdm.generate``), ``mm_repeats`` per text for ``mm_texts`` test
-captions; ``mm_texts: 0`` skips it.
+Metrics come from the evaluator only (never the reward model). As in Guo et al.'s protocol, each
+replication scores its own set of generated motions: set 0 is ``sample_mdm``'s artifact, and this
+stage draws sets 1 .. ``sample_sets - 1`` itself for the same test clips (caption and length) with
+the sampler settings the artifact records (seed, DDIM steps, guidance, eta), through the prior's
+public sampler (``humandiff.models.mdm.generate``); replication r scores set ``r mod sample_sets``.
+MultiModality needs repeated generations per text, drawn the same way: ``mm_repeats`` per text for
+``mm_texts`` test captions; ``mm_texts: 0`` skips it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from humandiff.eval.t2m import (
     multimodality,
     quality_bars,
     render_t2m_report,
+    sampler_settings,
     summarize,
     t2m_replication,
     unrelated_mean_distance,
@@ -34,28 +38,48 @@ from humandiff.stage import positive, run_stage, stage_params
 from humandiff.text.clauses import split_clauses
 
 SECTION = "evaluate_t2m"
-PARAMS = {"seed": int, "threads": int, "replications": int, "diversity_times": int, "mm_texts": int,
-          "mm_repeats": int, "mm_times": int, "mm_steps": int, "mm_guidance": float, "mm_batch_size": int}
+PARAMS = {"seed": int, "threads": int, "replications": int, "sample_sets": int, "diversity_times": int,
+          "mm_texts": int, "mm_repeats": int, "mm_times": int, "sample_batch_size": int}
 
 
-def mdm_generations(p: dict, model_file: str, config_file: str, mean_std_file: str, embeddings_file: str,
-                    test_split) -> tuple[list[str], list[list[np.ndarray]]]:
+class PriorSampler:
+    """Draws raw motions (T, 263) from the MDM prior for captions and lengths, with fixed sampler settings."""
+
+    def __init__(self, model_file: str, config_file: str, mean_std_file: str, embeddings_file: str,
+                 settings: dict, batch_size: int) -> None:
+        from humandiff.models.mdm import load_mdm
+
+        self.model, self.config = load_mdm(model_file, config_file)
+        self.mean, self.std = load_mean_std(mean_std_file, "model")
+        self.embeddings_file, self.embeddings = embeddings_file, load_embeddings(embeddings_file)
+        self.settings, self.batch_size = settings, batch_size
+
+    def __call__(self, captions: list[str], lengths: list[int], seed: int) -> list[np.ndarray]:
+        from humandiff.models.mdm import generate
+        from humandiff.text.clauses import caption_conditions
+
+        conditions = caption_conditions(captions, self.embeddings, self.config.clause_slots,
+                                        strict_source=self.embeddings_file, word_tokens=self.config.word_tokens)
+        motions = generate(self.model, self.config.noise_schedule(), torch.from_numpy(conditions), lengths,
+                           num_steps=self.settings["ddim_steps"], guidance_scale=self.settings["guidance_scale"],
+                           eta=self.settings["eta"], seed=seed, batch_size=self.batch_size, progress=True)
+        return [m.numpy() * self.std + self.mean for m in motions]
+
+
+def sample_set_seed(seed: int, sample_set: int) -> int:
+    """Seed of sample set ``sample_set``: the artifact's own ``seed`` for set 0, an independent one after."""
+    from humandiff.models.mdm import sample_seed
+
+    return seed if sample_set == 0 else sample_seed(seed, sample_set)
+
+
+def mdm_generations(p: dict, sampler: PriorSampler, test_split) -> tuple[list[str], list[list[np.ndarray]]]:
     """``mm_repeats`` raw generations (T, 263) for each of ``mm_texts`` test clips' first captions."""
-    from humandiff.models.mdm import generate, load_mdm
-    from humandiff.text.clauses import caption_conditions
-
-    model, config = load_mdm(model_file, config_file)
-    mean, std = load_mean_std(mean_std_file, "model")
     chosen = np.sort(np.random.default_rng([p["seed"], 7]).choice(len(test_split), p["mm_texts"], replace=False))
     captions = [test_split.captions(int(k))[0] for k in chosen]
     repeat = p["mm_repeats"]
-    conditions = caption_conditions(captions, load_embeddings(embeddings_file), config.clause_slots,
-                                    strict_source=embeddings_file, word_tokens=config.word_tokens)
-    text_emb = torch.from_numpy(np.repeat(conditions, repeat, axis=0))
-    lengths = np.repeat(test_split.lengths[chosen], repeat)
-    motions = generate(model, config.noise_schedule(), text_emb, lengths.tolist(), num_steps=p["mm_steps"],
-                       guidance_scale=p["mm_guidance"], seed=p["seed"], batch_size=p["mm_batch_size"], progress=True)
-    raw = [m.numpy() * std + mean for m in motions]
+    raw = sampler([c for c in captions for _ in range(repeat)], np.repeat(test_split.lengths[chosen], repeat).tolist(),
+                  seed=p["seed"])
     return captions, [raw[i * repeat : (i + 1) * repeat] for i in range(len(captions))]
 
 
@@ -79,40 +103,54 @@ def main(params_file: str, evaluator_file: str, index_file: str, features_file: 
          embeddings_file: str, samples_file: str, samples_index_file: str, mdm_model: str, mdm_config: str,
          report_file: str, metrics_file: str) -> None:
     p = stage_params(params_file, SECTION, PARAMS)
-    positive(params_file, SECTION, p, "threads", "replications", "diversity_times", "mm_repeats", "mm_times",
-             "mm_steps", "mm_guidance", "mm_batch_size")
+    positive(params_file, SECTION, p, "threads", "replications", "sample_sets", "diversity_times", "mm_repeats",
+             "mm_times", "sample_batch_size")
     if p["mm_texts"] < 0:
         raise ArtifactError(f"{params_file}: parameter '{SECTION}.mm_texts' must be >= 0, got {p['mm_texts']}")
+    if p["sample_sets"] > p["replications"]:
+        raise ArtifactError(f"{params_file}: parameter '{SECTION}.sample_sets' {p['sample_sets']} exceeds "
+                            f"replications {p['replications']} (each replication scores one set)")
     torch.set_num_threads(p["threads"])
     evaluator = load_evaluator(evaluator_file)
     test = load_motion_split(index_file, features_file, None, "test")
     real_clips = [test.clip(k) for k in range(len(test))]
-    samples, sample_clips = load_generated(samples_file, samples_index_file)
+    samples, first_set = load_generated(samples_file, samples_index_file)
     if p["mm_texts"] > len(test):
         raise ArtifactError(f"{params_file}: parameter '{SECTION}.mm_texts' {p['mm_texts']} exceeds {len(test)} test clips")
-    if p["diversity_times"] > min(len(test), len(sample_clips)):
+    if p["diversity_times"] > min(len(test), len(first_set)):
         raise ArtifactError(f"{params_file}: parameter '{SECTION}.diversity_times' {p['diversity_times']} exceeds the "
-                            f"{len(test)} test clips or {len(sample_clips)} MDM samples")
+                            f"{len(test)} test clips or {len(first_set)} MDM samples")
     if p["mm_texts"] and p["mm_times"] > p["mm_repeats"]:
         raise ArtifactError(f"{params_file}: parameter '{SECTION}.mm_times' {p['mm_times']} exceeds "
                             f"mm_repeats {p['mm_repeats']}")
 
+    settings = sampler_settings(samples)
+    sample_captions = [str(c) for c in samples["caption"]]
+    sample_lengths = [int(n) for n in samples["length"]]
+    # each set's evaluator embeddings (N, E) and motion quality; the motions themselves are not kept
+    scored_sets = [(evaluator.embed_motions(first_set), motion_quality(first_set))]
     mm_captions, mm_groups = [], []
-    if p["mm_texts"]:
-        mm_captions, mm_groups = mdm_generations(p, mdm_model, mdm_config, mean_std_file, embeddings_file, test)
+    if p["sample_sets"] > 1 or p["mm_texts"]:
+        sampler = PriorSampler(mdm_model, mdm_config, mean_std_file, embeddings_file, settings, p["sample_batch_size"])
+        for k in range(1, p["sample_sets"]):
+            click.echo(f"sample set {k + 1} of {p['sample_sets']}")
+            clips = sampler(sample_captions, sample_lengths, sample_set_seed(settings["seed"], k))
+            scored_sets.append((evaluator.embed_motions(clips), motion_quality(clips)))
+        if p["mm_texts"]:
+            mm_captions, mm_groups = mdm_generations(p, sampler, test)
 
     from humandiff.text.tokens import minilm_token_table
 
     real_captions = [test.captions(k) for k in range(len(test))]
-    all_captions = [c for caps in real_captions for c in caps] + [str(c) for c in samples["caption"]] + mm_captions
+    all_captions = [c for caps in real_captions for c in caps] + sample_captions + mm_captions
     table = minilm_token_table(all_captions, evaluator.config.max_tokens)
     real_caption_rows = [table.rows(caps) for caps in real_captions]
 
     # FID's reference: every test clip once, its leading multiple of 4 frames.
     real_motion = evaluator.embed_motions(real_clips)
     reference = activation_statistics(real_motion)
-    mdm_motion = evaluator.embed_motions(sample_clips)
-    mdm_text = evaluator.embed_texts(table, table.rows([str(c) for c in samples["caption"]]))
+    mdm_motions = [motion for motion, _ in scored_sets]
+    mdm_text = evaluator.embed_texts(table, table.rows(sample_captions))
     mm_embeddings = np.stack([evaluator.embed_motions(group) for group in mm_groups]) if mm_groups else None
 
     real_rows, mdm_rows, mm_values = [], [], []
@@ -123,7 +161,8 @@ def main(params_file: str, evaluator_file: str, index_file: str, features_file: 
         caption_rows = np.array([rows[rng.integers(len(rows))] for rows in real_caption_rows])
         real_rows.append(t2m_replication(evaluator.embed_texts(table, caption_rows), evaluator.embed_motions(crops),
                                          reference, rng, p["diversity_times"]))
-        mdm_rows.append(t2m_replication(mdm_text, mdm_motion, reference, rng, p["diversity_times"]))
+        mdm_rows.append(t2m_replication(mdm_text, mdm_motions[replication % len(mdm_motions)], reference, rng,
+                                        p["diversity_times"]))
         if mm_embeddings is not None:
             mm_values.append(multimodality(mm_embeddings, p["mm_times"], rng))
 
@@ -131,21 +170,34 @@ def main(params_file: str, evaluator_file: str, index_file: str, features_file: 
     # Real's matched distances: every clip's leading crop with its first caption
     real_first = matched_distances(evaluator.embed_texts(table, np.array([rows[0] for rows in real_caption_rows])),
                                    real_motion)
-    action_counts = np.array([len(split_clauses(str(c))) for c in samples["caption"]])
-    breakdown = mm_dist_breakdown(real_first, matched_distances(mdm_text, mdm_motion), action_counts,
-                                  unrelated_mean_distance(mdm_text, mdm_motion),
-                                  lengths=np.array([len(clip) for clip in sample_clips]))
+    # the misses over every sample set: one pair per test clip and set
+    sets = len(mdm_motions)
+    action_counts = np.array([len(split_clauses(c)) for c in sample_captions])
+    breakdown = mm_dist_breakdown(real_first, np.concatenate([matched_distances(mdm_text, m) for m in mdm_motions]),
+                                  np.tile(action_counts, sets),
+                                  float(np.mean([unrelated_mean_distance(mdm_text, m) for m in mdm_motions])),
+                                  lengths=np.tile(sample_lengths, sets))
     if mm_values:
         mdm["multimodality"], mdm["multimodality_ci"] = mean_interval(mm_values)
     else:
         mdm["multimodality"] = mdm["multimodality_ci"] = None
     real.update(motion_quality(real_clips))
-    mdm.update(motion_quality(sample_clips))
+    # every set has one motion per chosen clip: the mean over sets is the mean over all their motions
+    mdm.update({name: float(np.mean([quality[name] for _, quality in scored_sets])) for name in scored_sets[0][1]})
     bars = quality_bars(real, mdm)
+    if sets == p["replications"]:
+        variance_note = "Each replication scores its own set, as Guo et al.'s protocol: the intervals include sampling variance."
+    elif sets > 1:
+        variance_note = (f"The intervals include sampling variance from {sets} independent sets only, each scored about "
+                         f"{p['replications'] / sets:.3g} times, so they understate it.")
+    else:
+        variance_note = ("With one set the replications redraw batches, pairs and Real's crops, not the samples: the "
+                         "MDM intervals leave out sampling variance (zero where every sample is used every time).")
     protocol = {
         "test_clips": len(test),
         "evaluator": evaluator_file,
-        "mdm_samples": len(sample_clips),
+        "mdm_samples": len(first_set),
+        "mdm_sample_sets": sets,
         "replications": p["replications"],
         "notes": [
             "R-precision: texts and motions shuffled into batches of exactly 32 pairs (remainder dropped), the 32 "
@@ -155,12 +207,14 @@ def main(params_file: str, evaluator_file: str, index_file: str, features_file: 
             "each replication, as Guo et al.'s ground-truth pass.",
             f"Diversity: {p['diversity_times']} random pairs (paper: 300).",
             (f"MultiModality: {p['mm_texts']} test captions x {p['mm_repeats']} MDM generations "
-             f"({p['mm_steps']} DDIM steps, guidance {p['mm_guidance']}), {p['mm_times']} pairs each "
+             f"({settings['ddim_steps']} DDIM steps, guidance {settings['guidance_scale']}), {p['mm_times']} pairs each "
              "(paper: 100 x 30, 10 pairs); drawn by this stage from the MDM prior."
              if p["mm_texts"] else "MultiModality: not computed (mm_texts = 0)."),
-            f"MDM row: {len(sample_clips)} samples of `{samples_file}` (one per chosen test clip, with its length and "
-            "first caption), generated once: the replications redraw batches, pairs and Real's crops, not the "
-            "samples, so the MDM intervals leave out sampling variance (zero where every sample is used every time).",
+            f"MDM row: {sets} sample set(s) of {len(first_set)} motions, one per chosen test clip with its length "
+            f"and first caption ({settings['ddim_steps']} DDIM steps, guidance {settings['guidance_scale']}, eta "
+            f"{settings['eta']}); set 0 is `{samples_file}`, the others were drawn by this stage with independent "
+            f"seeds, and replication r scores set r mod {sets}. {variance_note} Foot skating, jitter and the MM-Dist "
+            "breakdown pool every set.",
             "Foot skating ratio (foot joints below 5 cm moving > 2.5 cm per frame) and jitter (mean |third "
             "difference| x fps^3): mean over clips of joints from `recover_from_ric`.",
         ],

@@ -87,6 +87,11 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, model_dir: str, o
         "clip_id": [str(test.index.at[int(k), "clip_id"]) for k in chosen],
         "caption": captions,
         "length": np.asarray(lengths, dtype=np.int64),
+        # how they were drawn, so that evaluate_t2m can draw more sets of the same kind
+        "seed": np.full(len(chosen), p["seed"], dtype=np.int64),
+        "ddim_steps": np.full(len(chosen), p["ddim_steps"], dtype=np.int64),
+        "guidance_scale": np.full(len(chosen), p["guidance_scale"], dtype=np.float64),
+        "eta": np.full(len(chosen), p["eta"], dtype=np.float64),
     }))
 
     report = Path(report_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -258,8 +259,8 @@ STAGE_PARAMS = {
     "train_evaluator": {"seed": 0, "threads": 1, "epochs": 2, "batch_size": 16, "lr": 0.003, "loss": "infonce",
                         "margin": 3.0, "temperature": 1.0, "max_tokens": 16, "conv_channels": 16, "motion_hidden": 16,
                         "text_hidden": 16, "embed_dim": 8, "dropout": 0.0, "val_replications": 2},
-    "evaluate_t2m": {"seed": 0, "threads": 1, "replications": 3, "diversity_times": 20, "mm_texts": 4, "mm_repeats": 3,
-                     "mm_times": 2, "mm_steps": 2, "mm_guidance": 2.5, "mm_batch_size": 8},
+    "evaluate_t2m": {"seed": 0, "threads": 1, "replications": 3, "diversity_times": 20, "sample_sets": 3, "mm_texts": 4,
+                     "mm_repeats": 3, "mm_times": 2, "sample_batch_size": 8},
 }
 
 
@@ -306,7 +307,8 @@ def corpus(tmp_path_factory) -> Path:
     save_npz(root / "samples.npz", {"features": samples, "offsets": sample_offsets})
     save_parquet(root / "samples.parquet", pd.DataFrame({"clip_id": [rows[k]["clip_id"] for k in test],
                                                          "caption": [rows[k]["captions"][0] for k in test],
-                                                         "length": [len(clips[k]) for k in test]}))
+                                                         "length": [len(clips[k]) for k in test],
+                                                         "seed": 0, "ddim_steps": 2, "guidance_scale": 2.5, "eta": 0.0}))
     from humandiff.models.mdm import MDMConfig, MotionDiffusionModel, save_mdm
 
     config = MDMConfig(latent_dim=16, num_layers=1, num_heads=2, ff_dim=32, diffusion_steps=10)
@@ -354,6 +356,16 @@ def test_train_evaluator_and_evaluate_t2m_stages(corpus, tmp_path):
         report["mdm"]["foot_skating_ratio"] <= 0.1,
         report["mdm"]["jitter"] <= 2 * report["real"]["jitter"],
     ]
+    # every replication scored its own sample set (set 0 the artifact, two drawn by the stage): the MDM
+    # intervals include sampling variance, so FID, which uses every sample, varies between replications
+    assert report["protocol"]["mdm_sample_sets"] == 3 and report["mdm"]["fid_ci"] > 0.0
+    assert "replication r scores set r mod 3" in (tmp_path / "t2m.md").read_text()
+    params = _write_params(tmp_path, evaluate_t2m__sample_sets=1, evaluate_t2m__mm_texts=0)
+    (tmp_path / "one").mkdir()
+    shutil.copy(tmp_path / "evaluator.pt", tmp_path / "one/evaluator.pt")
+    assert _invoke("evaluate_t2m", *_evaluate_args(corpus, params, tmp_path / "one")).exit_code == 0
+    one = json.loads((tmp_path / "one/t2m.json").read_text())
+    assert one["mdm"]["fid_ci"] == 0.0 and one["real"] == report["real"]
     breakdown = report["mm_dist_breakdown"]
     assert 0.0 <= breakdown["miss_share"] <= 1.0 and breakdown["real_cutoff"] >= breakdown["real_median"] > 0.0
     markdown = (tmp_path / "t2m.md").read_text()
@@ -380,6 +392,9 @@ def test_evaluate_t2m_rejects_bad_params_and_inputs(corpus, tmp_path):
     params = _write_params(tmp_path, evaluate_t2m__diversity_times=300)
     result = _invoke("evaluate_t2m", *_evaluate_args(corpus, params, tmp_path))
     assert result.exit_code == 2 and "diversity_times" in result.output
+    params = _write_params(tmp_path, evaluate_t2m__sample_sets=4)  # more sets than the 3 replications
+    result = _invoke("evaluate_t2m", *_evaluate_args(corpus, params, tmp_path))
+    assert result.exit_code == 2 and "evaluate_t2m.sample_sets" in result.output
     (tmp_path / "evaluator.pt").unlink()
     result = _invoke("evaluate_t2m", *_evaluate_args(corpus, _write_params(tmp_path), tmp_path))
     assert result.exit_code == 2 and "evaluator.pt: file not found" in result.output

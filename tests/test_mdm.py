@@ -597,6 +597,9 @@ def test_stages_train_and_sample_deterministically(corpus: Path, tmp_path: Path)
     samples = pd.read_parquet(a / "mdm/samples.parquet")
     assert list(samples["clip_id"]) == list(test["clip_id"])
     assert list(samples["caption"]) == [caps[0] for caps in test["captions"]]
+    # the table records how the samples were drawn (evaluate_t2m draws more sets the same way)
+    assert (samples["ddim_steps"] == SAMPLE_PARAMS["ddim_steps"]).all() and (samples["seed"] == SAMPLE_PARAMS["seed"]).all()
+    assert (samples["guidance_scale"] == SAMPLE_PARAMS["guidance_scale"]).all() and (samples["eta"] == 0.0).all()
     assert np.array_equal(np.diff(offsets), test["length"].to_numpy()) and features.shape[1] == 263
     loss_rows = (a / "loss.csv").read_text().splitlines()
     assert loss_rows[0] == "step,loss" and loss_rows[-1].startswith("6,")  # logged every 10 steps and at the end

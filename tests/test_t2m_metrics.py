@@ -226,10 +226,20 @@ def test_quality_bars_are_computed():
 def test_load_clips_and_generated_checks(tmp_path):
     clips = [np.full((n, 263), i, np.float32) for i, n in enumerate((40, 44, 48))]
     save_npz(tmp_path / "samples.npz", {"features": np.concatenate(clips), "offsets": np.array([0, 40, 84, 132])})
-    table = pd.DataFrame({"clip_id": ["a", "b", "c"], "caption": ["x", "y", "z"], "length": [40, 44, 48]})
+    table = pd.DataFrame({"clip_id": ["a", "b", "c"], "caption": ["x", "y", "z"], "length": [40, 44, 48],
+                          "seed": [7] * 3, "ddim_steps": [50] * 3, "guidance_scale": [2.5] * 3, "eta": [0.0] * 3})
     save_parquet(tmp_path / "samples.parquet", table)
     rows, loaded = t2m.load_generated(tmp_path / "samples.npz", tmp_path / "samples.parquet")
     assert list(rows["caption"]) == ["x", "y", "z"] and [c[0, 0] for c in loaded] == [0.0, 1.0, 2.0]
+    assert t2m.sampler_settings(rows) == {"seed": 7, "ddim_steps": 50, "guidance_scale": 2.5, "eta": 0.0}
+
+    # the sampler settings describe the whole set: one value, present
+    save_parquet(tmp_path / "samples.parquet", table.assign(guidance_scale=[2.5, 2.5, 1.0]))
+    with pytest.raises(ArtifactError, match="guidance_scale"):
+        t2m.load_generated(tmp_path / "samples.npz", tmp_path / "samples.parquet")
+    save_parquet(tmp_path / "samples.parquet", table.drop(columns="eta"))
+    with pytest.raises(ArtifactError, match="eta"):
+        t2m.load_generated(tmp_path / "samples.npz", tmp_path / "samples.parquet")
 
     save_parquet(tmp_path / "samples.parquet", table.assign(length=[40, 45, 48]))
     with pytest.raises(ArtifactError, match="length"):

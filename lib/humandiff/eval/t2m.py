@@ -305,14 +305,29 @@ def load_clips(features_file: str | Path, count: int | None = None) -> list[np.n
     return split_ragged(arrays["features"].astype(np.float32), offsets)
 
 
+#: Columns of a generated-samples table that record how the samples were drawn (one value per table).
+SAMPLER_COLUMNS = ("seed", "ddim_steps", "guidance_scale", "eta")
+
+
 def load_generated(features_file: str | Path, table_file: str | Path):
-    """Generated samples: table rows (clip_id, caption, length) and clips (T_i, 263), checked against each other."""
-    table = load_parquet(table_file, ["clip_id", "caption", "length"])
+    """Generated samples: table rows (clip_id, caption, length and the :data:`SAMPLER_COLUMNS`) and clips
+    (T_i, 263), checked against each other."""
+    table = load_parquet(table_file, ["clip_id", "caption", "length", *SAMPLER_COLUMNS])
     clips = load_clips(features_file, len(table))
     for row, clip in zip(table.itertuples(index=False), clips):
         if len(clip) != int(row.length):
             raise ArtifactError(f"{table_file}: sample {row.clip_id}: field 'length' {row.length} != {len(clip)} frames")
+    for name in SAMPLER_COLUMNS:
+        if table[name].nunique() != 1 or not np.isfinite(table[name].to_numpy(dtype=np.float64)).all():
+            raise ArtifactError(f"{table_file}: field '{name}' must hold one finite value for every sample")
     return table.reset_index(drop=True), clips
+
+
+def sampler_settings(table) -> dict[str, Any]:
+    """How :func:`load_generated`'s samples were drawn: ``seed``, ``ddim_steps`` (int), ``guidance_scale``, ``eta``."""
+    first = table.iloc[0]
+    return {"seed": int(first["seed"]), "ddim_steps": int(first["ddim_steps"]),
+            "guidance_scale": float(first["guidance_scale"]), "eta": float(first["eta"])}
 
 
 # --------------------------------------------------------------------------- report
