@@ -54,12 +54,17 @@ class PriorSampler:
         self.embeddings_file, self.embeddings = embeddings_file, load_embeddings(embeddings_file)
         self.settings, self.batch_size = settings, batch_size
 
-    def __call__(self, captions: list[str], lengths: list[int], seed: int) -> list[np.ndarray]:
-        from humandiff.models.mdm import generate
+    def conditions(self, captions: list[str]) -> np.ndarray:
+        """The prior's conditions (N, condition_dim) for ``captions``: encode them once, draw many sets."""
         from humandiff.text.clauses import caption_conditions
 
-        conditions = caption_conditions(captions, self.embeddings, self.config.clause_slots,
-                                        strict_source=self.embeddings_file, word_tokens=self.config.word_tokens)
+        return caption_conditions(captions, self.embeddings, self.config.clause_slots,
+                                  strict_source=self.embeddings_file, word_tokens=self.config.word_tokens)
+
+    def __call__(self, conditions: np.ndarray, lengths: list[int], seed: int) -> list[np.ndarray]:
+        """One raw motion (T_i, 263) per row of ``conditions`` (from :meth:`conditions`) and length."""
+        from humandiff.models.mdm import generate
+
         motions = generate(self.model, self.config.noise_schedule(), torch.from_numpy(conditions), lengths,
                            num_steps=self.settings["ddim_steps"], guidance_scale=self.settings["guidance_scale"],
                            eta=self.settings["eta"], seed=seed, batch_size=self.batch_size, progress=True)
@@ -78,8 +83,8 @@ def mdm_generations(p: dict, sampler: PriorSampler, test_split) -> tuple[list[st
     chosen = np.sort(np.random.default_rng([p["seed"], 7]).choice(len(test_split), p["mm_texts"], replace=False))
     captions = [test_split.captions(int(k))[0] for k in chosen]
     repeat = p["mm_repeats"]
-    raw = sampler([c for c in captions for _ in range(repeat)], np.repeat(test_split.lengths[chosen], repeat).tolist(),
-                  seed=p["seed"])
+    raw = sampler(np.repeat(sampler.conditions(captions), repeat, axis=0),
+                  np.repeat(test_split.lengths[chosen], repeat).tolist(), seed=p["seed"])
     return captions, [raw[i * repeat : (i + 1) * repeat] for i in range(len(captions))]
 
 
@@ -132,9 +137,10 @@ def main(params_file: str, evaluator_file: str, index_file: str, features_file: 
     mm_captions, mm_groups = [], []
     if p["sample_sets"] > 1 or p["mm_texts"]:
         sampler = PriorSampler(mdm_model, mdm_config, mean_std_file, embeddings_file, settings, p["sample_batch_size"])
+        sample_conditions = sampler.conditions(sample_captions) if p["sample_sets"] > 1 else None
         for k in range(1, p["sample_sets"]):
             click.echo(f"sample set {k + 1} of {p['sample_sets']}")
-            clips = sampler(sample_captions, sample_lengths, sample_set_seed(settings["seed"], k))
+            clips = sampler(sample_conditions, sample_lengths, sample_set_seed(settings["seed"], k))
             scored_sets.append((evaluator.embed_motions(clips), motion_quality(clips)))
         if p["mm_texts"]:
             mm_captions, mm_groups = mdm_generations(p, sampler, test)
