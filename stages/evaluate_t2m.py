@@ -71,13 +71,6 @@ class PriorSampler:
         return [m.numpy() * self.std + self.mean for m in motions]
 
 
-def sample_set_seed(seed: int, sample_set: int) -> int:
-    """Seed of sample set ``sample_set``: the artifact's own ``seed`` for set 0, an independent one after."""
-    from humandiff.models.mdm import sample_seed
-
-    return seed if sample_set == 0 else sample_seed(seed, sample_set)
-
-
 def mdm_generations(p: dict, sampler: PriorSampler, test_split) -> tuple[list[str], list[list[np.ndarray]]]:
     """``mm_repeats`` raw generations (T, 263) for each of ``mm_texts`` test clips' first captions."""
     chosen = np.sort(np.random.default_rng([p["seed"], 7]).choice(len(test_split), p["mm_texts"], replace=False))
@@ -136,6 +129,8 @@ def main(params_file: str, evaluator_file: str, index_file: str, features_file: 
     scored_sets = [(evaluator.embed_motions(first_set), motion_quality(first_set))]
     mm_captions, mm_groups = [], []
     if p["sample_sets"] > 1 or p["mm_texts"]:
+        from humandiff.models.mdm import sample_set_seed
+
         sampler = PriorSampler(mdm_model, mdm_config, mean_std_file, embeddings_file, settings, p["sample_batch_size"])
         sample_conditions = sampler.conditions(sample_captions) if p["sample_sets"] > 1 else None
         for k in range(1, p["sample_sets"]):

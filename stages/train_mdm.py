@@ -44,7 +44,7 @@ PARAMS = {
     "lambda_joints": float, "lambda_velocity": float, "lambda_foot": float, "geometry_signal_weighted": bool,
     "standardize_text": bool,
     "high_noise_share": float, "high_noise_fraction": float, "clause_slots": int,
-    "word_tokens": int,
+    "word_tokens": int, "clip_progress": bool,
 }
 #: Timesteps at which the held-out loss is measured (fractions of T).
 VAL_LEVELS = (0.25, 0.5, 0.75)

@@ -94,27 +94,32 @@ def train_set(corpus: Path) -> MotionTextDataset:
 
 
 def tiny_model(seed: int = 0, config: MDMConfig = TINY) -> MotionDiffusionModel:
-    """A seeded model; adaLN modulations (zero at init, so blocks start as the identity) get small
-    random weights, as after some training, so the condition reaches every block."""
+    """A seeded model; adaLN modulations (zero at init, so blocks start as the identity) and the clip
+    progress map (zero at init) get small random weights, as after some training, so the condition
+    reaches every block and the progress reaches the tokens."""
     torch.manual_seed(seed)
     model = MotionDiffusionModel(config)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
-            if "modulation" in name:
+            if "modulation" in name or "progress" in name:
                 parameter.normal_(0.0, 0.05)
     return model
 
 
 ADALN = MDMConfig(**(TINY.to_dict() | {"conditioning": "adaln"}))
+PROGRESS = MDMConfig(**(TINY.to_dict() | {"conditioning": "adaln", "clip_progress": True}))
 
 
 # --------------------------------------------------------------------------------------------- model
 
 
+@pytest.mark.parametrize("clip_progress", [False, True])
 @pytest.mark.parametrize("conditioning", ["token", "adaln"])
 @pytest.mark.parametrize("frames_per_token", [1, 4])
-def test_output_shape_and_padding_does_not_change_valid_frames(frames_per_token: int, conditioning: str):
-    config = MDMConfig(**(TINY.to_dict() | {"frames_per_token": frames_per_token, "conditioning": conditioning}))
+def test_output_shape_and_padding_does_not_change_valid_frames(frames_per_token: int, conditioning: str,
+                                                               clip_progress: bool):
+    config = MDMConfig(**(TINY.to_dict() | {"frames_per_token": frames_per_token, "conditioning": conditioning,
+                                            "clip_progress": clip_progress}))
     model = tiny_model(config=config).eval()
     x, t, text = torch.randn(3, 12, 263), torch.tensor([0, 50, 99]), torch.randn(3, 384)
     lengths = torch.tensor([12, 7, 4])
@@ -142,11 +147,31 @@ def test_text_and_timestep_change_the_output_and_none_is_zero_text(config: MDMCo
     torch.testing.assert_close(model(x, t, None), model(x, t, torch.zeros(2, 384)))
 
 
-@pytest.mark.parametrize("config", [TINY, ADALN], ids=["token", "adaln"])
+@pytest.mark.parametrize("config", [TINY, ADALN, PROGRESS], ids=["token", "adaln", "progress"])
 def test_gradients_reach_every_parameter(config: MDMConfig):
     model = tiny_model(config=config)
     model(torch.randn(2, 8, 263), torch.tensor([3, 70]), torch.randn(2, 384), padding_mask(torch.tensor([8, 5]))).square().sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_clip_progress_is_each_tokens_place_in_its_own_clip():
+    """Token k of a clip of n tokens gets the embedding of k / n whatever padding follows it, and it
+    starts as a no-op: at its zero init the model is the one without it, weight for weight."""
+    model = tiny_model(config=PROGRESS).eval()
+    valid = padding_mask(torch.tensor([4, 6]), 6)
+    progress = model.progress(valid, 2, 6)
+    torch.testing.assert_close(progress[0, :4], model.progress(None, 1, 4)[0])
+    torch.testing.assert_close(progress[1], model.progress(None, 1, 6)[0])
+    assert not torch.allclose(progress[0, 1:4], progress[1, 1:4])  # same index, other place in the clip
+    torch.testing.assert_close(progress[0, 0], progress[1, 0])  # k = 0 starts every clip
+
+    plain = tiny_model(config=ADALN).eval()
+    fresh = MotionDiffusionModel(PROGRESS).eval()
+    missing, unexpected = fresh.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["progress_proj.bias", "progress_proj.weight"] and not unexpected
+    x, t, text = torch.randn(2, 12, 263), torch.tensor([5, 60]), torch.randn(2, 384)
+    mask = padding_mask(torch.tensor([12, 9]))
+    torch.testing.assert_close(fresh(x, t, text, mask), plain(x, t, text, mask))
 
 
 def test_adaln_blocks_start_as_the_identity():
@@ -562,7 +587,7 @@ TRAIN_PARAMS = {"seed": 0, "threads": 1, "latent_dim": 32, "num_layers": 2, "num
                 "grad_clip": 1.0, "ema_decay": 0.9, "bf16": False, "length_buckets": 2, "checkpoint_every": 3,
                 "lambda_joints": 0.0, "lambda_velocity": 0.1, "lambda_foot": 0.1, "geometry_signal_weighted": True,
                 "clause_slots": 1,
-                "word_tokens": 4, "high_noise_share": 0.5, "high_noise_fraction": 0.1}
+                "word_tokens": 4, "clip_progress": True, "high_noise_share": 0.5, "high_noise_fraction": 0.1}
 SAMPLE_PARAMS = {"seed": 0, "threads": 1, "ddim_steps": 4, "guidance_scale": 2.5, "eta": 0.0, "batch_size": 3,
                  "max_clips": 0, "videos": 1, "sheet_rows": 2}
 

@@ -51,3 +51,18 @@ def test_prior_fit_scores_known_embeddings():
     assert row["top1"] == 1.0 and row["miss_share"] == 0.0 and abs(row["mm_dist"] - 0.08) < 1e-9
     swapped = fit_row(text, text[::-1].copy(), cutoff=0.1, seed=0)  # every motion at another caption
     assert swapped["top3"] < 0.2 and swapped["miss_share"] == 1.0
+
+
+def test_prior_fit_rows_average_over_sample_sets():
+    format_row = load_script("tools", "prior_fit").format_row
+    rows = [{"top1": 0.5, "top2": 0.7, "top3": 0.8, "mm_dist": 3.0, "miss_share": 0.30},
+            {"top1": 0.7, "top2": 0.9, "top3": 1.0, "mm_dist": 4.0, "miss_share": 0.40}]
+    line = format_row("mdm", rows)
+    assert "top-1/2/3 0.600 ± 0.141 / 0.800 ± 0.141 / 0.900 ± 0.141" in line
+    assert "MM-Dist 3.500 ± 0.707" in line and "35 ± 7%" in line
+    assert "±" not in format_row("real", rows[:1]) and "MM-Dist 3.000 " in format_row("real", rows[:1])
+
+
+def test_prior_fit_needs_one_sample_set(tmp_path: Path):
+    result = CliRunner().invoke(_tool("prior_fit"), ["--params", str(REPO / "params.yaml"), "--sets", "0"])
+    assert result.exit_code != 0 and "--sets must be >= 1" in result.output

@@ -90,6 +90,9 @@ class MDMConfig:
     clause_slots: int = 0
     #: caption word pieces the frames read by cross-attention in every block (adaln only); 0: none, as MDM
     word_tokens: int = 0
+    #: each frame token also carries its place in its clip (k / valid tokens, 0..1); False: the absolute index
+    #: alone, as MDM. A several-action caption's clauses fall at fractions of the clip, not at fixed frames
+    clip_progress: bool = False
 
     @property
     def summary_dim(self) -> int:
@@ -133,20 +136,19 @@ class MDMConfig:
             raise ArtifactError(f"MDMConfig: parameter 'schedule' must be 'cosine' or 'linear', got {self.schedule!r}")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "MDMConfig":
-        """Config from a mapping (e.g. params.yaml or config.json); unknown keys are an error."""
+    def from_dict(cls, values: dict[str, Any], ignore_unknown: bool = False) -> "MDMConfig":
+        """Config from a mapping (e.g. config.json); unknown keys are an error unless ``ignore_unknown``."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
-        if unknown:
+        if unknown and not ignore_unknown:
             raise ArtifactError(f"MDMConfig: unknown parameter(s) {', '.join(unknown)}")
-        return cls(**values)
+        return cls(**{key: value for key, value in values.items() if key in known})
 
     @classmethod
     def from_section(cls, section: dict[str, Any]) -> "MDMConfig":
         """Config from a ``train_mdm`` params section: its keys that name config fields; the others
         (training settings) are left to the training loop."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in section.items() if key in names})
+        return cls.from_dict(section, ignore_unknown=True)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -244,6 +246,11 @@ class MotionDiffusionModel(nn.Module):
         self.register_buffer("text_mean", torch.zeros(config.summary_dim))
         self.register_buffer("text_std", torch.ones(config.summary_dim))
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        if config.clip_progress:
+            # zero-initialised: training starts from the absolute-position model and adds what helps
+            self.progress_proj = nn.Linear(d, d)
+            nn.init.zeros_(self.progress_proj.weight)
+            nn.init.zeros_(self.progress_proj.bias)
         if config.word_tokens:
             # word pieces in context: one encoder layer over the caption's words, plus a learned "no
             # word" entry that every frame can always attend to (a dropped caption has no words); one
@@ -334,6 +341,8 @@ class MotionDiffusionModel(nn.Module):
         if mask is not None:
             token_valid = F.pad(mask.bool(), (0, n_tokens * P - T)).reshape(B, n_tokens, P).any(-1)
             padding = torch.cat([torch.zeros(B, 1, dtype=torch.bool, device=x_t.device), ~token_valid], 1)
+        if self.config.clip_progress:
+            tokens = torch.cat([tokens[:, :1], tokens[:, 1:] + self.progress(token_valid, B, n_tokens).to(tokens.dtype)], 1)
         words = self.words(text_emb, B) if self.config.word_tokens else None
         hidden = self.transform(tokens, cond, padding, words)[:, 1:]
         if P == 1:
@@ -344,6 +353,17 @@ class MotionDiffusionModel(nn.Module):
                 hidden = hidden * token_valid[..., None].to(hidden.dtype)
             out = self.output_proj(hidden.transpose(1, 2)).transpose(1, 2)[:, :T]
         return out if mask is None else out * mask[..., None].to(out.dtype)
+
+    def progress(self, token_valid: Tensor | None, batch_size: int, n_tokens: int) -> Tensor:
+        """Each frame token's place in its clip (B, n_tokens, d): sinusoids of k / (valid tokens), scaled to
+        0..100, through ``progress_proj``; ``token_valid`` (B, n_tokens) True on real tokens (None: all)."""
+        device = self.progress_proj.weight.device
+        if token_valid is None:
+            valid_tokens = torch.full((batch_size, 1), float(n_tokens), device=device)
+        else:
+            valid_tokens = token_valid.sum(1, keepdim=True).to(torch.float32).clamp(min=1)
+        place = torch.arange(n_tokens, device=device, dtype=torch.float32)[None] / valid_tokens
+        return self.progress_proj(sinusoidal_embedding(place * 100.0, self.config.latent_dim).to(self.progress_proj.weight.dtype))
 
     def transform(self, tokens: Tensor, cond: Tensor, padding: Tensor | None,
                   words: tuple[Tensor, Tensor] | None = None) -> Tensor:
@@ -527,6 +547,11 @@ def guided_denoiser(model: nn.Module, text_emb: Tensor | None, guidance_scale: f
 def sample_seed(seed: int, index: int) -> int:
     """Seed of sample ``index`` under ``seed``: samples do not depend on batching or order."""
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def sample_set_seed(seed: int, sample_set: int) -> int:
+    """Seed of independent sample set ``sample_set`` drawn for the same captions: set 0 is ``seed`` itself."""
+    return seed if sample_set == 0 else sample_seed(seed, sample_set)
 
 
 @torch.no_grad()
