@@ -4,7 +4,7 @@ Metrics come from the evaluator only (never the reward model). As in Guo et al.'
 replication scores its own set of generated motions: set 0 is ``sample_mdm``'s artifact, and this
 stage draws sets 1 .. ``sample_sets - 1`` itself for the same test clips (caption and length) with
 the sampler settings the artifact records (seed, DDIM steps, guidance, eta), through the prior's
-public sampler (``humandiff.models.mdm.generate``); replication r scores set ``r mod sample_sets``.
+public sampler (``humandiff.models.prior_sampler.PriorSampler``); replication r scores set ``r mod sample_sets``.
 MultiModality needs repeated generations per text, drawn the same way: ``mm_repeats`` per text for
 ``mm_texts`` test captions; ``mm_texts: 0`` skips it.
 """
@@ -15,7 +15,7 @@ import click
 import numpy as np
 import torch
 
-from humandiff.data.motion_dataset import load_embeddings, load_mean_std, load_motion_split
+from humandiff.data.motion_dataset import load_motion_split
 from humandiff.eval.t2m import (
     METRIC_NAMES,
     activation_statistics,
@@ -34,41 +34,13 @@ from humandiff.eval.t2m import (
 )
 from humandiff.io import ArtifactError, atomic_path, save_json
 from humandiff.models.evaluator import load_evaluator, random_crop
+from humandiff.models.prior_sampler import PriorSampler
 from humandiff.stage import positive, run_stage, stage_params
 from humandiff.text.clauses import split_clauses
 
 SECTION = "evaluate_t2m"
 PARAMS = {"seed": int, "threads": int, "replications": int, "sample_sets": int, "diversity_times": int,
           "mm_texts": int, "mm_repeats": int, "mm_times": int, "sample_batch_size": int}
-
-
-class PriorSampler:
-    """Draws raw motions (T, 263) from the MDM prior for captions and lengths, with fixed sampler settings."""
-
-    def __init__(self, model_file: str, config_file: str, mean_std_file: str, embeddings_file: str,
-                 settings: dict, batch_size: int) -> None:
-        from humandiff.models.mdm import load_mdm
-
-        self.model, self.config = load_mdm(model_file, config_file)
-        self.mean, self.std = load_mean_std(mean_std_file, "model")
-        self.embeddings_file, self.embeddings = embeddings_file, load_embeddings(embeddings_file)
-        self.settings, self.batch_size = settings, batch_size
-
-    def conditions(self, captions: list[str]) -> np.ndarray:
-        """The prior's conditions (N, condition_dim) for ``captions``: encode them once, draw many sets."""
-        from humandiff.text.clauses import caption_conditions
-
-        return caption_conditions(captions, self.embeddings, self.config.clause_slots,
-                                  strict_source=self.embeddings_file, word_tokens=self.config.word_tokens)
-
-    def __call__(self, conditions: np.ndarray, lengths: list[int], seed: int) -> list[np.ndarray]:
-        """One raw motion (T_i, 263) per row of ``conditions`` (from :meth:`conditions`) and length."""
-        from humandiff.models.mdm import generate
-
-        motions = generate(self.model, self.config.noise_schedule(), torch.from_numpy(conditions), lengths,
-                           num_steps=self.settings["ddim_steps"], guidance_scale=self.settings["guidance_scale"],
-                           eta=self.settings["eta"], seed=seed, batch_size=self.batch_size, progress=True)
-        return [m.numpy() * self.std + self.mean for m in motions]
 
 
 def mdm_generations(p: dict, sampler: PriorSampler, test_split) -> tuple[list[str], list[list[np.ndarray]]]:

@@ -632,6 +632,13 @@ def test_stages_train_and_sample_deterministically(corpus: Path, tmp_path: Path)
     assert metrics["steps"] == 6 and np.isfinite(metrics["val_loss_ema"])
     assert (a / "report/samples.png").is_file() and (a / "report/sample_00.mp4").is_file()
     assert set(json.loads((a / "sample.json").read_text())["generated"]) == {"foot_skating_ratio", "jitter"}
+    # the library's sampler (evaluate_t2m's extra sets, prior_fit) draws set 0 exactly as sample_mdm did
+    from humandiff.models.prior_sampler import PriorSampler
+
+    sampler = PriorSampler(a / "mdm/model.pt", a / "mdm/config.json", corpus / "hml/mean_std.npz",
+                           corpus / "embeddings.parquet", SAMPLE_PARAMS, batch_size=2)
+    drawn = sampler(sampler.conditions(list(samples["caption"])), samples["length"].tolist(), seed=SAMPLE_PARAMS["seed"])
+    np.testing.assert_allclose(np.concatenate(drawn), features, rtol=1e-5, atol=1e-5)
 
 
 def test_stage_trains_afresh_after_a_code_change(corpus: Path, tmp_path: Path, monkeypatch):

@@ -61,6 +61,10 @@ def test_prior_fit_rows_average_over_sample_sets():
     assert "top-1/2/3 0.600 ± 0.141 / 0.800 ± 0.141 / 0.900 ± 0.141" in line
     assert "MM-Dist 3.500 ± 0.707" in line and "35 ± 7%" in line
     assert "±" not in format_row("real", rows[:1]) and "MM-Dist 3.000 " in format_row("real", rows[:1])
+    assert "foot skating" not in line
+    quality = [{"foot_skating_ratio": 0.05, "jitter": 200.0}, {"foot_skating_ratio": 0.07, "jitter": 240.0}]
+    with_quality = format_row("mdm", [row | extra for row, extra in zip(rows, quality)])
+    assert with_quality.startswith(line) and with_quality.endswith("foot skating 0.060 ± 0.014  jitter 220 ± 28")
 
 
 def test_prior_fit_needs_one_sample_set(tmp_path: Path):

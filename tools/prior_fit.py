@@ -2,8 +2,9 @@
 
 Samples the prior for ``--count`` clips of one split (each clip's first caption and length, DDIM
 and guidance as ``sample_mdm``), embeds them and their captions with the trained evaluator, and
-prints R-precision (batches of 32, 20 replications), MM-Dist and the share of pairs beyond Real's
-95th percentile, for the real clips and for the prior's samples. Run it on ``train`` and on
+prints R-precision (batches of 32, 20 replications), MM-Dist, the share of pairs beyond Real's
+95th percentile, foot skating ratio and jitter (``evaluate_t2m``'s bars), for the real clips and
+for the prior's samples. Run it on ``train`` and on
 ``test``: equal miss shares mean the prior does not fit even the captions it was trained on.
 
 One set of samples moves MM-Dist by a standard deviation of about 0.16 on 320 clips (more on
@@ -22,8 +23,8 @@ import numpy as np
 import torch
 import yaml
 
-from humandiff.data.motion_dataset import load_embeddings, load_mean_std, load_motion_split
-from humandiff.eval.t2m import matched_distances, r_precision_replications
+from humandiff.data.motion_dataset import load_motion_split
+from humandiff.eval.t2m import matched_distances, motion_quality, r_precision_replications
 from humandiff.io import ArtifactError
 
 SPLITS = ("train", "val", "test")
@@ -38,15 +39,19 @@ def fit_row(text: np.ndarray, motion: np.ndarray, cutoff: float, seed: int) -> d
 
 
 def format_row(name: str, rows: list[dict[str, float]]) -> str:
-    """One line: each figure's mean over ``rows`` (one per sample set), with their standard deviation when there are several."""
+    """One line: each figure's mean over ``rows`` (one per sample set), with their standard deviation when there
+    are several; foot skating and jitter when the rows have them."""
 
     def figure(key: str, digits: int, scale: float = 1.0) -> str:
         values = scale * np.array([row[key] for row in rows])
         spread = f" ± {values.std(ddof=1):.{digits}f}" if len(values) > 1 else ""
         return f"{values.mean():.{digits}f}{spread}"
 
-    return (f"{name:5s} top-1/2/3 {figure('top1', 3)} / {figure('top2', 3)} / {figure('top3', 3)}  "
+    line = (f"{name:5s} top-1/2/3 {figure('top1', 3)} / {figure('top2', 3)} / {figure('top3', 3)}  "
             f"MM-Dist {figure('mm_dist', 3)}  beyond Real's 95th percentile {figure('miss_share', 0, 100)}%")
+    if all("foot_skating_ratio" in row and "jitter" in row for row in rows):
+        line += f"  foot skating {figure('foot_skating_ratio', 3)}  jitter {figure('jitter', 0)}"
+    return line
 
 
 @click.command()
@@ -63,8 +68,8 @@ def format_row(name: str, rows: list[dict[str, float]]) -> str:
 def main(params_file: str, split: str, count: int, seed: int, sets: int, model_dir: str, evaluator_file: str, hml_dir: str,
          embeddings_file: str) -> None:
     from humandiff.models.evaluator import load_evaluator
-    from humandiff.models.mdm import generate, load_mdm, sample_set_seed
-    from humandiff.text.clauses import caption_conditions
+    from humandiff.models.mdm import sample_set_seed
+    from humandiff.models.prior_sampler import PriorSampler
     from humandiff.text.tokens import minilm_token_table
 
     if count < 32:
@@ -74,22 +79,17 @@ def main(params_file: str, split: str, count: int, seed: int, sets: int, model_d
     sampling = yaml.safe_load(Path(params_file).read_text())["sample_mdm"]
     torch.set_num_threads(int(sampling["threads"]))
     try:
-        model, config = load_mdm(Path(model_dir) / "model.pt", Path(model_dir) / "config.json")
+        sampler = PriorSampler(Path(model_dir) / "model.pt", Path(model_dir) / "config.json", Path(hml_dir) / "mean_std.npz",
+                               embeddings_file, sampling, int(sampling["batch_size"]))
         evaluator = load_evaluator(evaluator_file)
         hml = Path(hml_dir)
         data = load_motion_split(hml / "index.parquet", hml / "features.npz", None, split)
         if count > len(data):
             raise click.ClickException(f"--count {count} exceeds the {len(data)} clips of split {split!r}")
-        mean, std = load_mean_std(hml / "mean_std.npz", "model")
         chosen = np.sort(np.random.default_rng(seed).choice(len(data), count, replace=False))
         captions = [data.captions(int(k))[0] for k in chosen]
-        conditions = caption_conditions(captions, load_embeddings(embeddings_file), config.clause_slots,
-                                        strict_source=embeddings_file, word_tokens=config.word_tokens)
-        sample_sets = [generate(model, config.noise_schedule(), torch.from_numpy(conditions), data.lengths[chosen].tolist(),
-                                num_steps=int(sampling["ddim_steps"]), guidance_scale=float(sampling["guidance_scale"]),
-                                eta=float(sampling["eta"]), seed=sample_set_seed(seed, k),
-                                batch_size=int(sampling["batch_size"]), progress=True)
-                       for k in range(sets)]
+        conditions = sampler.conditions(captions)
+        sample_sets = [sampler(conditions, data.lengths[chosen].tolist(), sample_set_seed(seed, k)) for k in range(sets)]
     except ArtifactError as error:
         raise click.ClickException(str(error)) from None
     table = minilm_token_table(captions, evaluator.config.max_tokens)
@@ -97,8 +97,9 @@ def main(params_file: str, split: str, count: int, seed: int, sets: int, model_d
     real = evaluator.embed_motions([data.clip(int(k)) for k in chosen])
     cutoff = float(np.quantile(matched_distances(text, real), 0.95))
     click.echo(f"{count} {split} clips; Real's 95th percentile of matched distances: {cutoff:.2f}")
-    click.echo(format_row("real", [fit_row(text, real, cutoff, seed)]))
-    rows = [fit_row(text, evaluator.embed_motions([sample.numpy() * std + mean for sample in samples]), cutoff, seed)
+    real_clips = [data.clip(int(k)) for k in chosen]
+    click.echo(format_row("real", [fit_row(text, real, cutoff, seed) | motion_quality(real_clips)]))
+    rows = [fit_row(text, evaluator.embed_motions(samples), cutoff, seed) | motion_quality(samples)
             for samples in sample_sets]
     click.echo(format_row("mdm" if sets == 1 else f"mdm, {sets} sets", rows))
 
