@@ -94,10 +94,10 @@ def main(params_file: str, split: str, count: int, seed: int, sets: int, model_d
         raise click.ClickException(str(error)) from None
     table = minilm_token_table(captions, evaluator.config.max_tokens)
     text = evaluator.embed_texts(table, table.rows(captions))
-    real = evaluator.embed_motions([data.clip(int(k)) for k in chosen])
+    real_clips = [data.clip(int(k)) for k in chosen]
+    real = evaluator.embed_motions(real_clips)
     cutoff = float(np.quantile(matched_distances(text, real), 0.95))
     click.echo(f"{count} {split} clips; Real's 95th percentile of matched distances: {cutoff:.2f}")
-    real_clips = [data.clip(int(k)) for k in chosen]
     click.echo(format_row("real", [fit_row(text, real, cutoff, seed) | motion_quality(real_clips)]))
     rows = [fit_row(text, evaluator.embed_motions(samples), cutoff, seed) | motion_quality(samples)
             for samples in sample_sets]
