@@ -16,14 +16,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from humandiff.data import load_mean_std, load_motion_split
+from humandiff.data import load_motion_split
+from humandiff.eval.t2m import motion_quality
 from humandiff.io import concat_ragged, save_json, save_npz, save_parquet
-from humandiff.models.mdm import generate, load_mdm
-from humandiff.motion.hml3d import denormalize_features, recover_from_ric
-from humandiff.motion.metrics import foot_skating_ratio, jitter
+from humandiff.models.prior_sampler import PriorSampler
+from humandiff.motion.hml3d import recover_from_ric
 from humandiff.motion.video import contact_sheet_row, write_image, write_video
 from humandiff.stage import positive, run_stage, stage_params
-from humandiff.text.clauses import clause_conditions
 
 SECTION = "sample_mdm"
 PARAMS = {"seed": int, "threads": int, "ddim_steps": int, "guidance_scale": float, "eta": float, "batch_size": int,
@@ -34,13 +33,6 @@ def joints_of(features: np.ndarray) -> np.ndarray:
     """Joint positions (T, 22, 3) of denormalised features (T, 263)."""
     with torch.no_grad():
         return recover_from_ric(torch.from_numpy(features).double()).numpy()
-
-
-def realism(clips: list[np.ndarray]) -> dict[str, float]:
-    """Mean foot skating ratio and jitter (m/s^3) over clips of features (T_i, 263)."""
-    joints = [joints_of(c) for c in clips]
-    return {"foot_skating_ratio": float(np.mean([foot_skating_ratio(j) for j in joints])),
-            "jitter": float(np.mean([jitter(j) for j in joints]))}
 
 
 @click.command()
@@ -61,25 +53,22 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, model_dir: str, o
             raise ValueError(f"{params_file}: parameter '{SECTION}.{key}' must be >= 0, got {p[key]!r}")
     torch.set_num_threads(p["threads"])
     hml = Path(hml_dir)
-    model, config = load_mdm(Path(model_dir) / "model.pt", Path(model_dir) / "config.json")
-    if p["ddim_steps"] > config.diffusion_steps:
-        raise ValueError(f"{params_file}: parameter '{SECTION}.ddim_steps' must be <= the model's {config.diffusion_steps} diffusion steps")
-    test = load_motion_split(hml / "index.parquet", hml / "features.npz", embeddings_file, "test")
-    mean, std = load_mean_std(hml / "mean_std.npz")
+    settings = {"ddim_steps": p["ddim_steps"], "guidance_scale": p["guidance_scale"], "eta": p["eta"]}
+    sampler = PriorSampler(Path(model_dir) / "model.pt", Path(model_dir) / "config.json", hml / "mean_std.npz",
+                           embeddings_file, settings, p["batch_size"])
+    if p["ddim_steps"] > sampler.config.diffusion_steps:
+        raise ValueError(f"{params_file}: parameter '{SECTION}.ddim_steps' must be <= the model's "
+                         f"{sampler.config.diffusion_steps} diffusion steps")
+    test = load_motion_split(hml / "index.parquet", hml / "features.npz", None, "test")
     count = len(test) if p["max_clips"] == 0 else min(p["max_clips"], len(test))
     # spread a limited selection over the whole test split rather than its first rows
     chosen = np.unique(np.linspace(0, len(test) - 1, count).round().astype(int))
     captions = [test.captions(int(k))[0] for k in chosen]
-    sentences = np.stack([test.embeddings[test.caption_rows[int(k)][0]] for k in chosen])
-    text_emb = torch.from_numpy(clause_conditions(captions, sentences, config.clause_slots, word_tokens=config.word_tokens))
     lengths = [int(test.lengths[k]) for k in chosen]
 
     started = time.perf_counter()
-    motions = generate(model, config.noise_schedule(), text_emb, lengths, num_steps=p["ddim_steps"],
-                       guidance_scale=p["guidance_scale"], eta=p["eta"], seed=p["seed"], batch_size=p["batch_size"],
-                       progress=True)
+    features = [m.astype(np.float32) for m in sampler(sampler.conditions(captions), lengths, p["seed"])]
     seconds = time.perf_counter() - started
-    features = [denormalize_features(m.numpy(), mean, std).astype(np.float32) for m in motions]
     flat, offsets = concat_ragged(features)
     out = Path(out_dir)
     save_npz(out / "samples.npz", {"features": flat, "offsets": offsets})
@@ -109,7 +98,7 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, model_dir: str, o
     for n, j in enumerate(videos):
         write_video(report / f"sample_{n:02d}.mp4", joints_of(features[j]), captions[j])
 
-    generated, real = realism(features), realism([test.clip(int(k)) for k in chosen])
+    generated, real = motion_quality(features), motion_quality([test.clip(int(k)) for k in chosen])
     save_json(metrics_file, {
         "clips": len(chosen),
         "ddim_steps": p["ddim_steps"],
