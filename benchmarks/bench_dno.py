@@ -33,9 +33,9 @@ import numpy as np
 import torch
 
 from humandiff.io import save_json
-from humandiff.methods.criteria import motion_criterion, pose_loss
-from humandiff.methods.dno import DNOOptions, ddim_solver, optimize_noise
-from humandiff.models.mdm import MDMConfig, MotionDiffusionModel, count_parameters, guided_denoiser
+from humandiff.dno.criteria import motion_criterion, pose_loss
+from humandiff.dno.optimize import DNOOptions, ddim_solver, optimize_noise
+from humandiff.prior.mdm import MDMConfig, MotionDiffusionModel, count_parameters, guided_denoiser
 
 from prior_params import train_mdm_params
 

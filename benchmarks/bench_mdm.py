@@ -26,8 +26,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from humandiff.io import save_json
-from humandiff.models.ema import ema_copy, ema_update
-from humandiff.models.mdm import (
+from humandiff.train.ema import ema_copy, ema_update
+from humandiff.prior.mdm import (
     GeometryWeights,
     MDMConfig,
     MotionDiffusionModel,

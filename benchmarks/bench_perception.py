@@ -23,7 +23,7 @@ import torch
 
 from humandiff.body import DEFAULT_BODY_MODEL, load_body_model
 from humandiff.imaging import BodyAssets, RenderSettings, RenderUnit, render_unit, render_units
-from humandiff.models.perception import PerceptionNet, load_perception, predict
+from humandiff.perception.model import PerceptionNet, load_perception, predict
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -28,17 +28,17 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from humandiff.data import load_embeddings, load_mean_std, load_motion_split
+from humandiff.motion.dataset import load_embeddings, load_mean_std, load_motion_split
 from humandiff.diffusion import Guidance, ddim_sample
-from humandiff.eval.dno_metrics import mpjpe_cm, task_metrics
+from humandiff.dno.metrics import mpjpe_cm, task_metrics
 from humandiff.io import ArtifactError, concat_ragged, save_json, save_npz, save_parquet
-from humandiff.methods.criteria import guidance_loss, motion_criterion, pose_loss
-from humandiff.methods.dno import DNOOptions, ddim_solver, fit_inversion, invert_closest, optimize_noise
-from humandiff.methods.tasks import ResolvedTask, Task, collate_tasks, load_tasks, resolve_task, task_criterion
-from humandiff.models.mdm import guided_denoiser, load_mdm
+from humandiff.dno.criteria import guidance_loss, motion_criterion, pose_loss
+from humandiff.dno.optimize import DNOOptions, ddim_solver, fit_inversion, invert_closest, optimize_noise
+from humandiff.dno.tasks import ResolvedTask, Task, collate_tasks, load_tasks, resolve_task, task_criterion
+from humandiff.prior.mdm import guided_denoiser, load_mdm
 from humandiff.motion.hml3d import (denormalize_features, joints_to_features, normalize_features, offsets_from_rest_joints,
                                     recover_from_ric)
-from humandiff.stage import positive, run_stage, stage_params
+from humandiff.io.stage import positive, run_stage, stage_params
 from humandiff.text.clauses import caption_conditions
 
 SECTION = "dno"

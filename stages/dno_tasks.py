@@ -10,7 +10,7 @@
 - ``ablate.parquet`` (Table 3): the first ``ablate_clips`` of the same clips (first
   ``ablate_max_frames`` frames), all joints, ``ablate_noise_std`` m (the paper's 1 cm).
 
-The tables are plain data (see ``humandiff.methods.tasks``): edit them, or append rows, to run new
+The tables are plain data (see ``humandiff.dno.tasks``): edit them, or append rows, to run new
 tasks without code.
 """
 
@@ -23,12 +23,12 @@ import click
 import numpy as np
 import torch
 
-from humandiff.data import load_motion_split
-from humandiff.eval.dno_metrics import content_labels
+from humandiff.motion.dataset import load_motion_split
+from humandiff.dno.metrics import content_labels
 from humandiff.io import ArtifactError
-from humandiff.methods.tasks import JOINT_SETS, EditAction, control_tasks, edit_tasks, refine_tasks, save_tasks, tasks_frame
+from humandiff.dno.tasks import JOINT_SETS, EditAction, control_tasks, edit_tasks, refine_tasks, save_tasks, tasks_frame
 from humandiff.motion.hml3d import recover_from_ric
-from humandiff.stage import positive, run_stage, stage_params
+from humandiff.io.stage import positive, run_stage, stage_params
 
 SECTION = "dno_tasks"
 PARAMS = {

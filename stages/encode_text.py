@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from humandiff.io import ArtifactError, load_parquet, save_parquet
-from humandiff.stage import positive, run_stage, stage_params
+from humandiff.io.stage import positive, run_stage, stage_params
 
 SECTION = "encode_text"
 

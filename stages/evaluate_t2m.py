@@ -4,7 +4,7 @@ Metrics come from the evaluator only (never the reward model). As in Guo et al.'
 replication scores its own set of generated motions: set 0 is ``sample_mdm``'s artifact, and this
 stage draws sets 1 .. ``sample_sets - 1`` itself for the same test clips (caption and length) with
 the sampler settings the artifact records (seed, DDIM steps, guidance, eta), through the prior's
-public sampler (``humandiff.models.prior_sampler.PriorSampler``); replication r scores set ``r mod sample_sets``.
+public sampler (``humandiff.prior.sampler.PriorSampler``); replication r scores set ``r mod sample_sets``.
 MultiModality needs repeated generations per text, drawn the same way: ``mm_repeats`` per text for
 ``mm_texts`` test captions; ``mm_texts: 0`` skips it.
 """
@@ -15,7 +15,7 @@ import click
 import numpy as np
 import torch
 
-from humandiff.data.motion_dataset import load_motion_split
+from humandiff.motion.dataset import load_motion_split
 from humandiff.eval.t2m import (
     METRIC_NAMES,
     activation_statistics,
@@ -33,9 +33,9 @@ from humandiff.eval.t2m import (
     unrelated_mean_distance,
 )
 from humandiff.io import ArtifactError, atomic_path, save_json
-from humandiff.models.evaluator import load_evaluator, random_crop
-from humandiff.models.prior_sampler import PriorSampler
-from humandiff.stage import positive, run_stage, stage_params
+from humandiff.evaluators.evaluator import load_evaluator, random_crop
+from humandiff.prior.sampler import PriorSampler
+from humandiff.io.stage import positive, run_stage, stage_params
 from humandiff.text.clauses import split_clauses
 
 SECTION = "evaluate_t2m"
@@ -101,7 +101,7 @@ def main(params_file: str, evaluator_file: str, index_file: str, features_file: 
     scored_sets = [(evaluator.embed_motions(first_set), motion_quality(first_set))]
     mm_captions, mm_groups = [], []
     if p["sample_sets"] > 1 or p["mm_texts"]:
-        from humandiff.models.mdm import sample_set_seed
+        from humandiff.prior.mdm import sample_set_seed
 
         sampler = PriorSampler(mdm_model, mdm_config, mean_std_file, embeddings_file, settings, p["sample_batch_size"])
         sample_conditions = sampler.conditions(sample_captions) if p["sample_sets"] > 1 else None

@@ -1,6 +1,6 @@
 """Stage extract: run the perception network on the image sets and write what the methods consume.
 
-Per image (see humandiff.imaging.extraction): 2D keypoints with confidences from the heatmaps
+Per image (see humandiff.perception.extraction): 2D keypoints with confidences from the heatmaps
 (never from the ground truth), the xy and depth heatmaps (quantised), the pooled feature and the
 spatial tokens, and the SMPL regression. Also evaluates the network against the ground truth
 (PCK, regression MPJPE / PA-MPJPE, acceleration error on video) and writes reports/perception.md
@@ -22,12 +22,12 @@ from humandiff.body.model import load_body_model
 from humandiff.eval.mesh import acceleration_error
 from humandiff.imaging import SET_NAMES, atomic_directory, load_image_set, load_index
 from humandiff.imaging.draw import contact_sheet, draw_keypoints, label
-from humandiff.imaging.extraction import pack_predictions, save_extraction
+from humandiff.perception.extraction import pack_predictions, save_extraction
 from humandiff.io import ArtifactError, save_json
 from humandiff.io.artifacts import atomic_path
-from humandiff.models.perception import HEATMAP_STRIDE, evaluate_predictions, load_perception, predict
+from humandiff.perception.model import HEATMAP_STRIDE, evaluate_predictions, load_perception, predict
 from humandiff.motion.video import write_image
-from humandiff.stage import positive, run_stage, stage_params
+from humandiff.io.stage import positive, run_stage, stage_params
 
 SECTION = "extract"
 PARAMS = {"sets": list, "batch_size": int, "threads": int, "refine_window": int, "chunk_images": int, "sheet_images": int}

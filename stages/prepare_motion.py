@@ -21,7 +21,7 @@ from humandiff.motion.captions import mirror_text
 from humandiff.motion.hml3d import evaluator_mean_std, feature_mean_std, mirror_joints, offsets_from_rest_joints
 from humandiff.motion.prepare import features_for_clips
 from humandiff.motion.metrics import foot_skating_ratio
-from humandiff.stage import positive, run_stage, stage_params
+from humandiff.io.stage import positive, run_stage, stage_params
 
 SECTION = "prepare_motion"
 

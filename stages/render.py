@@ -31,7 +31,7 @@ from humandiff.imaging import (
 from humandiff.imaging.draw import contact_sheet, draw_keypoints, label
 from humandiff.io import ArtifactError, load_npz, load_parquet, save_json, save_parquet
 from humandiff.motion.video import write_image
-from humandiff.stage import positive, run_stage, stage_params
+from humandiff.io.stage import positive, run_stage, stage_params
 
 SECTION = "render"
 PARAMS = {

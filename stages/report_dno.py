@@ -20,13 +20,13 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from humandiff.data import load_motion_split
-from humandiff.eval.dno_metrics import fid_scorer, realism, summary
+from humandiff.motion.dataset import load_motion_split
+from humandiff.dno.metrics import fid_scorer, realism, summary
 from humandiff.eval.report import format_value, line_plot, markdown_table, write_curves_csv, write_png
 from humandiff.io import ArtifactError, atomic_path, load_npz, load_parquet, save_json, split_ragged
-from humandiff.methods.tasks import load_tasks, resolve_joined
+from humandiff.dno.tasks import load_tasks, resolve_joined
 from humandiff.motion.video import draw_skeleton
-from humandiff.stage import run_stage, stage_params
+from humandiff.io.stage import run_stage, stage_params
 
 SECTION = "report_dno"
 PARAMS = {"sheet_tasks": int, "videos": int, "fid_min_samples": int}

@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from humandiff.data import load_motion_split
+from humandiff.motion.dataset import load_motion_split
 from humandiff.eval.t2m import motion_quality
 from humandiff.io import concat_ragged, save_json, save_npz, save_parquet
-from humandiff.models.prior_sampler import PriorSampler
+from humandiff.prior.sampler import PriorSampler
 from humandiff.motion.hml3d import recover_from_ric
 from humandiff.motion.video import contact_sheet_row, write_image, write_video
-from humandiff.stage import positive, run_stage, stage_params
+from humandiff.io.stage import positive, run_stage, stage_params
 
 SECTION = "sample_mdm"
 PARAMS = {"seed": int, "threads": int, "ddim_steps": int, "guidance_scale": float, "eta": float, "batch_size": int,

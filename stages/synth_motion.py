@@ -18,7 +18,7 @@ from humandiff.io import concat_ragged, save_json, save_npz, save_parquet
 from humandiff.motion.metrics import foot_skating_ratio, jitter
 from humandiff.motion.synth import SynthOptions, generate_clips
 from humandiff.motion.video import contact_sheet_row, write_image, write_video
-from humandiff.stage import positive, run_stage, stage_params
+from humandiff.io.stage import positive, run_stage, stage_params
 
 SECTION = "synth_motion"
 

@@ -14,11 +14,11 @@ import click
 import numpy as np
 import torch
 
-from humandiff.data.motion_dataset import load_mean_std, load_motion_split
+from humandiff.motion.dataset import load_mean_std, load_motion_split
 from humandiff.eval.report import line_plot, write_curves_csv, write_png
 from humandiff.eval.t2m import R_PRECISION_BATCH
 from humandiff.io import save_json
-from humandiff.models.evaluator import (
+from humandiff.evaluators.evaluator import (
     CaptionedClips,
     EvaluatorConfig,
     EvaluatorTraining,
@@ -26,7 +26,7 @@ from humandiff.models.evaluator import (
     save_evaluator,
     train_evaluator,
 )
-from humandiff.stage import positive, run_stage, stage_params
+from humandiff.io.stage import positive, run_stage, stage_params
 
 SECTION = "train_evaluator"
 PARAMS = {"seed": int, "threads": int, "epochs": int, "batch_size": int, "lr": float, "loss": str, "margin": float,

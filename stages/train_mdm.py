@@ -17,10 +17,10 @@ import click
 import numpy as np
 import torch
 
-from humandiff.data import MotionTextDataset, collate_motion, load_embeddings, load_mean_std, load_motion_split
-from humandiff.data.motion_dataset import MotionSplit
+from humandiff.motion.dataset import MotionTextDataset, collate_motion, load_embeddings, load_mean_std, load_motion_split
+from humandiff.motion.dataset import MotionSplit
 from humandiff.io import ArtifactError, file_digest, save_json
-from humandiff.models.mdm import (
+from humandiff.prior.mdm import (
     GeometryWeights,
     MDMConfig,
     MotionDiffusionModel,
@@ -29,7 +29,7 @@ from humandiff.models.mdm import (
     save_mdm,
     training_loss,
 )
-from humandiff.stage import positive, run_stage, stage_params
+from humandiff.io.stage import positive, run_stage, stage_params
 from humandiff.text.clauses import clause_conditions
 from humandiff.train import LoopConfig, init_distributed, shutdown_distributed, train, write_loss_curve
 

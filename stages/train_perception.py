@@ -1,6 +1,6 @@
 """Stage train_perception: the image backbone with its keypoint, depth-map and SMPL regression heads.
 
-Trains humandiff.models.perception.PerceptionNet on the rendered train set with the generic loop
+Trains humandiff.perception.model.PerceptionNet on the rendered train set with the generic loop
 (resumable from ``--checkpoint``, DDP under torchrun, EMA), then evaluates the EMA weights on the
 val set. Writes the EMA model, the loss curve (a DVC plot) and a metrics JSON with the timing and
 the val accuracy.
@@ -16,9 +16,9 @@ import torch
 
 from humandiff.body.model import load_body_model
 from humandiff.imaging import load_image_set, load_index
-from humandiff.imaging.dataset import TRAINING_FIELDS, PerceptionDataset, colour_jitter
+from humandiff.perception.dataset import TRAINING_FIELDS, PerceptionDataset, colour_jitter
 from humandiff.io import ArtifactError, file_digest, save_json
-from humandiff.models.perception import (
+from humandiff.perception.model import (
     LossWeights,
     PerceptionConfig,
     PerceptionNet,
@@ -29,7 +29,7 @@ from humandiff.models.perception import (
     save_perception,
     teacher_evidence,
 )
-from humandiff.stage import positive, run_stage, stage_params
+from humandiff.io.stage import positive, run_stage, stage_params
 from humandiff.train import LoopConfig, init_distributed, shutdown_distributed, train, write_loss_curve
 
 SECTION = "train_perception"

@@ -13,11 +13,11 @@ import click
 import numpy as np
 import torch
 
-from humandiff.data.motion_dataset import load_mean_std, load_motion_split
+from humandiff.motion.dataset import load_mean_std, load_motion_split
 from humandiff.eval.report import write_curves_csv
 from humandiff.eval.t2m import R_PRECISION_BATCH
 from humandiff.io import save_json
-from humandiff.models.tmr import (
+from humandiff.evaluators.tmr import (
     CaptionedMotions,
     RewardConfig,
     RewardModel,
@@ -26,7 +26,7 @@ from humandiff.models.tmr import (
     save_reward_model,
     train_reward,
 )
-from humandiff.stage import positive, run_stage, stage_params
+from humandiff.io.stage import positive, run_stage, stage_params
 
 SECTION = "train_reward"
 PARAMS = {"seed": int, "threads": int, "epochs": int, "batch_size": int, "lr": float, "weight_decay": float,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from humandiff.io import ArtifactError
-from humandiff.models.mdm import MDMConfig, MotionDiffusionModel
+from humandiff.prior.mdm import MDMConfig, MotionDiffusionModel
 from humandiff.text.clauses import caption_conditions, clause_conditions, split_clauses
 
 

@@ -26,8 +26,8 @@ WORKER = textwrap.dedent('''
     import torch
     import torch.distributed as dist
 
-    from humandiff.data import MotionTextDataset, collate_motion, load_mean_std, load_motion_split
-    from humandiff.models.mdm import MDMConfig, MotionDiffusionModel, training_loss
+    from humandiff.motion.dataset import MotionTextDataset, collate_motion, load_mean_std, load_motion_split
+    from humandiff.prior.mdm import MDMConfig, MotionDiffusionModel, training_loss
     from humandiff.train import LoopConfig, shutdown_distributed, train
 
     corpus, out = Path(sys.argv[1]), Path(sys.argv[2])

@@ -11,7 +11,7 @@ from torch import nn
 
 from humandiff.diffusion import Guidance, cosine_schedule, ddim_sample
 from humandiff.io import ArtifactError
-from humandiff.methods.criteria import (
+from humandiff.dno.criteria import (
     content_loss,
     cylinder_sdf,
     decorrelation_loss,
@@ -21,7 +21,7 @@ from humandiff.methods.criteria import (
     pose_loss,
     total_loss,
 )
-from humandiff.methods.dno import (
+from humandiff.dno.optimize import (
     DNOOptions,
     ddim_solver,
     fit_inversion,

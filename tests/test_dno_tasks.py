@@ -14,7 +14,7 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from humandiff.eval.dno_metrics import (
+from humandiff.dno.metrics import (
     content_labels,
     content_preservation,
     fid_scorer,
@@ -26,7 +26,7 @@ from humandiff.eval.dno_metrics import (
     task_metrics,
 )
 from humandiff.io import ArtifactError, save_npz, save_parquet
-from humandiff.methods.tasks import (
+from humandiff.dno.tasks import (
     JOINT_SETS,
     EditAction,
     align_after,
@@ -42,8 +42,8 @@ from humandiff.methods.tasks import (
     task_criterion,
     tasks_frame,
 )
-from humandiff.models.evaluator import EvaluatorConfig, MatchingEvaluator, save_evaluator
-from humandiff.models.mdm import MDMConfig, MotionDiffusionModel, save_mdm
+from humandiff.evaluators.evaluator import EvaluatorConfig, MatchingEvaluator, save_evaluator
+from humandiff.prior.mdm import MDMConfig, MotionDiffusionModel, save_mdm
 from humandiff.motion.hml3d import HML_PARENTS, HML_RAW_OFFSETS, feature_mean_std, joints_to_features, offsets_from_rest_joints
 from script_loader import load_script
 

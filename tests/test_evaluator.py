@@ -15,7 +15,7 @@ import yaml
 from click.testing import CliRunner
 
 from humandiff.io import ArtifactError, concat_ragged, save_npz, save_parquet
-from humandiff.models.evaluator import (
+from humandiff.evaluators.evaluator import (
     CaptionedClips,
     EvaluatorConfig,
     EvaluatorTraining,
@@ -309,7 +309,7 @@ def corpus(tmp_path_factory) -> Path:
                                                          "caption": [rows[k]["captions"][0] for k in test],
                                                          "length": [len(clips[k]) for k in test],
                                                          "seed": 0, "ddim_steps": 2, "guidance_scale": 2.5, "eta": 0.0}))
-    from humandiff.models.mdm import MDMConfig, MotionDiffusionModel, save_mdm
+    from humandiff.prior.mdm import MDMConfig, MotionDiffusionModel, save_mdm
 
     config = MDMConfig(latent_dim=16, num_layers=1, num_heads=2, ff_dim=32, diffusion_steps=10)
     torch.manual_seed(0)

@@ -13,11 +13,11 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from humandiff.data import MotionTextDataset, collate_motion, crop_length, load_mean_std, load_motion_split, padding_mask
+from humandiff.motion.dataset import MotionTextDataset, collate_motion, crop_length, load_mean_std, load_motion_split, padding_mask
 from humandiff.diffusion import cosine_schedule
 from humandiff.io import ArtifactError, save_npz, save_parquet
-from humandiff.models.ema import ema_copy, ema_decay_at, ema_update
-from humandiff.models.mdm import (
+from humandiff.train.ema import ema_copy, ema_decay_at, ema_update
+from humandiff.prior.mdm import (
     GeometryWeights,
     MDMConfig,
     MotionDiffusionModel,
@@ -633,7 +633,7 @@ def test_stages_train_and_sample_deterministically(corpus: Path, tmp_path: Path)
     assert (a / "report/samples.png").is_file() and (a / "report/sample_00.mp4").is_file()
     assert set(json.loads((a / "sample.json").read_text())["generated"]) == {"foot_skating_ratio", "jitter"}
     # the library's sampler (evaluate_t2m's extra sets, prior_fit) draws set 0 exactly as sample_mdm did
-    from humandiff.models.prior_sampler import PriorSampler
+    from humandiff.prior.sampler import PriorSampler
 
     sampler = PriorSampler(a / "mdm/model.pt", a / "mdm/config.json", corpus / "hml/mean_std.npz",
                            corpus / "embeddings.parquet", SAMPLE_PARAMS, batch_size=2)

@@ -1,4 +1,4 @@
-"""The perception network (humandiff.models.perception) and its stages (train_perception, extract)."""
+"""The perception network (humandiff.perception.model) and its stages (train_perception, extract)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from click.testing import CliRunner
 from humandiff.body import load_body_model, posed_joints
 from humandiff.geometry.rotations import axis_angle_to_matrix
 from humandiff.imaging import SHARD_FIELDS, BodyAssets, RenderSettings, RenderUnit, ShardWriter, render_unit
-from humandiff.imaging.dataset import TRAINING_FIELDS, PerceptionDataset, colour_jitter
-from humandiff.imaging.extraction import dequantise_heatmaps, load_extraction, quantise_heatmaps
+from humandiff.perception.dataset import TRAINING_FIELDS, PerceptionDataset, colour_jitter
+from humandiff.perception.extraction import dequantise_heatmaps, load_extraction, quantise_heatmaps
 from humandiff.io import save_parquet
 from humandiff.io.artifacts import ArtifactError
-from humandiff.models.perception import (
+from humandiff.perception.model import (
     LossWeights,
     PerceptionConfig,
     PerceptionNet,
@@ -140,7 +140,7 @@ def test_heatmap_quantisation_round_trip():
 
 
 def test_packed_extraction_round_trip_and_missing_fields(tmp_path):
-    from humandiff.imaging.extraction import pack_predictions, save_extraction
+    from humandiff.perception.extraction import pack_predictions, save_extraction
 
     rng = np.random.default_rng(0)
     heatmaps = gaussian_heatmaps(torch.rand(2, 24, 2) * 15, 16, 16, 1.0).numpy()
@@ -236,7 +236,7 @@ def test_a_few_training_steps_reduce_the_loss_on_a_tiny_rendered_set(tiny_arrays
 
 
 def test_evaluation_known_answers(tiny_arrays):
-    from humandiff.models.perception import SMPL_MIRROR, evaluate_predictions
+    from humandiff.perception.model import SMPL_MIRROR, evaluate_predictions
 
     truth = tiny_arrays
     rel_depth = truth["joints_cam"][..., 2] - truth["joints_cam"][:, :1, 2]

@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from humandiff.io import ArtifactError, concat_ragged, save_npz, save_parquet
-from humandiff.models.tmr import (
+from humandiff.evaluators.tmr import (
     CaptionedMotions,
     RewardConfig,
     RewardModel,

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import yaml
 
-from humandiff.data.motion_dataset import load_motion_split
+from humandiff.motion.dataset import load_motion_split
 from humandiff.eval.t2m import matched_distances, motion_quality, r_precision_replications
 from humandiff.io import ArtifactError
 
@@ -67,9 +67,9 @@ def format_row(name: str, rows: list[dict[str, float]]) -> str:
               type=click.Path())
 def main(params_file: str, split: str, count: int, seed: int, sets: int, model_dir: str, evaluator_file: str, hml_dir: str,
          embeddings_file: str) -> None:
-    from humandiff.models.evaluator import load_evaluator
-    from humandiff.models.mdm import sample_set_seed
-    from humandiff.models.prior_sampler import PriorSampler
+    from humandiff.evaluators.evaluator import load_evaluator
+    from humandiff.prior.mdm import sample_set_seed
+    from humandiff.prior.sampler import PriorSampler
     from humandiff.text.tokens import minilm_token_table
 
     if count < 32:

@@ -116,7 +116,7 @@ def caption_conditions(captions: Sequence[str], sentence_table: tuple[Mapping[st
                        clause_slots: int, encode: Encode = minilm_encode, *, strict_source: str | None = None,
                        word_tokens: int = 0, words: WordVectors = minilm_words) -> np.ndarray:
     """:func:`clause_conditions` of ``captions`` whose sentence embeddings come from ``sentence_table``
-    (caption -> row, matrix (C, 384), as :func:`humandiff.data.load_embeddings` returns).
+    (caption -> row, matrix (C, 384), as :func:`humandiff.motion.dataset.load_embeddings` returns).
 
     Captions missing from the table are encoded with ``encode``; with ``strict_source`` (the
     table's file name) a missing caption is an error naming that file instead, for stages whose

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from humandiff.io.artifacts import ArtifactError, atomic_path, load_torch, save_torch
 from humandiff.io.digests import code_digest
-from humandiff.models.ema import ema_copy, ema_decay_at, ema_update
+from humandiff.train.ema import ema_copy, ema_decay_at, ema_update
 
 #: ``loss_fn(model, batch, generator) -> (scalar loss, {name: float})``.
 LossFn = Callable[[nn.Module, Any, torch.Generator], tuple[Tensor, dict[str, float]]]

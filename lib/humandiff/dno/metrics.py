@@ -29,7 +29,7 @@ from humandiff.io.artifacts import ArtifactError
 from humandiff.motion.metrics import foot_skating_ratio, jitter
 
 if TYPE_CHECKING:
-    from humandiff.methods.tasks import ResolvedTask
+    from humandiff.dno.tasks import ResolvedTask
 
 FEET = (10, 11)
 WRISTS = (20, 21)
@@ -137,7 +137,7 @@ def fid_scorer(evaluator_file: str | Path, reference: Sequence[np.ndarray]) -> C
     if len(reference) < 2:
         raise ArtifactError(f"fid_scorer: needs >= 2 reference clips, got {len(reference)}")
     from humandiff.eval.t2m import fid
-    from humandiff.models.evaluator import load_evaluator
+    from humandiff.evaluators.evaluator import load_evaluator
 
     evaluator = load_evaluator(path)
     reference_embeddings = evaluator.embed_motions(list(reference))

@@ -5,7 +5,7 @@ motion ``x = solver(z)`` minimises a criterion. Each step solves the whole chain
 eta 0, empty text), back-propagates the criterion to ``z``, divides the gradient by its L2 norm
 per sample and takes an Adam step with a warmed-up cosine learning rate; an optional perturbation
 ``gamma * N(0, I)`` is added to ``z`` after each step. The solver and the criterion are callables,
-so any differentiable loss on the motion works (see :mod:`humandiff.methods.criteria`).
+so any differentiable loss on the motion works (see :mod:`humandiff.dno.criteria`).
 
 Start points: DDIM inversion of the input motion (:func:`invert_motion`, 100 steps) for editing,
 ``N(0, I)`` for refinement, completion, blending and in-betweening. Not in the paper, for priors
@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from humandiff.diffusion import Denoiser, NoiseSchedule, Spacing, ddim_invert, ddim_sample
 from humandiff.io.artifacts import ArtifactError
-from humandiff.methods.criteria import content_loss, decorrelation_loss, total_loss
+from humandiff.dno.criteria import content_loss, decorrelation_loss, total_loss
 
 #: ``z (B, T, D) -> x0 (B, T, D)``, differentiable w.r.t. ``z`` (the ODE solver of Eq. 2).
 Solver = Callable[[Tensor], Tensor]

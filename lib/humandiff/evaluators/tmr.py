@@ -12,7 +12,7 @@ latent-matching losses (only the contrastive term, which is what the reward uses
 grouped into patches of ``patch`` frames before the transformer (TMR: 1); fewer and narrower
 layers by default (TMR: 6 layers, 256-d, 4 heads, ff 1024; :data:`PAPER_CONFIG`).
 
-The reward model is separate from the evaluator (:mod:`humandiff.models.evaluator`) and never
+The reward model is separate from the evaluator (:mod:`humandiff.evaluators.evaluator`) and never
 enters a reported metric: a policy tuned against it must be judged by the other model.
 """
 
@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from humandiff.eval.t2m import R_PRECISION_BATCH, r_precision_batch
 from humandiff.io import ArtifactError, load_checkpoint, restore_state, save_checkpoint
-from humandiff.models.evaluator import length_bucketed_batches, pad_clips
+from humandiff.evaluators.evaluator import length_bucketed_batches, pad_clips
 from humandiff.motion.hml3d import FEATURE_DIM
 from humandiff.text.encoder import EMBEDDING_DIM
 

@@ -510,7 +510,7 @@ def training_loss(
     high_noise_share: float = 0.0,
     high_noise_fraction: float = 0.1,
 ) -> tuple[Tensor, dict[str, float]]:
-    """Scalar training loss for a collated batch (see :func:`humandiff.data.collate_motion`).
+    """Scalar training loss for a collated batch (see :func:`humandiff.motion.dataset.collate_motion`).
 
     Timesteps come from :func:`training_timesteps` (uniform in [0, T) by default); ``cond_drop``
     of the samples get a zero caption embedding (classifier-free guidance). All randomness comes

@@ -6,7 +6,7 @@ h = w = image size / 4, T tokens of D channels, C pooled channels):
 
 - ``image_id`` (N,) str; ``intrinsics`` (N, 4) [fx, fy, cx, cy], the calibration the regression used;
 - ``keypoints`` (N, J, 2) float32 image pixels (refined sub-pixel heatmap peaks), ``confidence``
-  (N, J) float32 in [0, 1] (see :func:`humandiff.models.perception.peak_confidence`);
+  (N, J) float32 in [0, 1] (see :func:`humandiff.perception.model.peak_confidence`);
 - ``heatmaps_q`` (N, J, h, w) uint8 and ``heatmaps_max`` (N, J) float32: the xy softmax
   distributions quantised per map, p = q / 255 * max (:func:`dequantise_heatmaps` renormalises);
 - ``depth_maps_cm`` (N, J, h, w) int8: the depth maps in centimetres relative to the pelvis,
@@ -47,7 +47,7 @@ def dequantise_heatmaps(quantised: np.ndarray, maxima: np.ndarray) -> np.ndarray
 
 def pack_predictions(predictions: dict[str, np.ndarray], image_ids: np.ndarray, intrinsics: np.ndarray,
                      heatmap_stride: int, image_size: int) -> dict[str, np.ndarray]:
-    """The arrays of :func:`humandiff.models.perception.predict` in the stored layout (see the module doc)."""
+    """The arrays of :func:`humandiff.perception.model.predict` in the stored layout (see the module doc)."""
     count = len(image_ids)
     if any(len(v) != count for v in predictions.values()) or len(intrinsics) != count:
         raise ArtifactError(f"extraction: predictions, image ids ({count}) and intrinsics differ in length")

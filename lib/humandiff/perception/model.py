@@ -548,7 +548,7 @@ def predict(model: PerceptionNet, images: np.ndarray, intrinsics: np.ndarray, bo
     SMPL translation, joints_cam (N, 24, 3) the regressed joints in the camera frame.
     ``progress`` (a callable taking an image count) is called after each batch.
     """
-    from humandiff.imaging.dataset import images_to_tensor
+    from humandiff.perception.dataset import images_to_tensor
 
     if len(images) != len(intrinsics):
         raise ArtifactError(f"predict: {len(images)} images but {len(intrinsics)} intrinsics")

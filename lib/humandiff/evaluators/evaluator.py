@@ -12,7 +12,7 @@ Training follows Guo et al.'s contrastive matching objective: the margin loss
 batch as a negative (Guo et al. use one shifted pair) and pairs sharing a caption excluded. An
 InfoNCE variant on negative distances is available (``loss="infonce"``).
 
-This model is used only to measure; the SoPo reward is a separate model (:mod:`humandiff.models.tmr`).
+This model is used only to measure; the SoPo reward is a separate model (:mod:`humandiff.evaluators.tmr`).
 """
 
 from __future__ import annotations

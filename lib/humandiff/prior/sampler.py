@@ -2,7 +2,7 @@
 
 One home for the three steps every consumer of the trained prior repeats: the caption's
 condition (sentence, clauses, word pieces; :func:`humandiff.text.clauses.caption_conditions`),
-DDIM with classifier-free guidance (:func:`humandiff.models.mdm.generate`), and undoing the
+DDIM with classifier-free guidance (:func:`humandiff.prior.mdm.generate`), and undoing the
 feature standardisation. ``evaluate_t2m`` draws its extra sample sets and its MultiModality
 repeats with it, ``tools/prior_fit.py`` its sample sets.
 """
@@ -15,8 +15,8 @@ from typing import TypedDict
 import numpy as np
 import torch
 
-from humandiff.data.motion_dataset import load_embeddings, load_mean_std
-from humandiff.models.mdm import generate, load_mdm
+from humandiff.motion.dataset import load_embeddings, load_mean_std
+from humandiff.prior.mdm import generate, load_mdm
 from humandiff.text.clauses import caption_conditions
 
 

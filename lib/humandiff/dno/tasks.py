@@ -59,7 +59,7 @@ import pyarrow.parquet as pq
 import torch
 
 from humandiff.io.artifacts import ArtifactError, atomic_path
-from humandiff.methods.criteria import JointLoss, MotionCriterion, motion_criterion, obstacle_loss, pose_loss
+from humandiff.dno.criteria import JointLoss, MotionCriterion, motion_criterion, obstacle_loss, pose_loss
 from humandiff.motion.hml3d import FPS, NUM_JOINTS, facing_yaw
 
 FAMILIES = ("edit", "control", "refine", "ablate")

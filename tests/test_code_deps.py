@@ -1,0 +1,87 @@
+"""Code deps that cannot drift: dvc.yaml lists exactly each stage script's import closure."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+from humandiff.io.closure import import_closure, relative_closure
+from humandiff.io.digests import code_digest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+
+import code_deps  # noqa: E402
+
+
+def test_dvc_yaml_code_deps_equal_each_stage_scripts_import_closure():
+    assert code_deps.differences(REPO / "dvc.yaml") == []
+
+
+def test_no_stage_declares_a_folder_of_code():
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        for dep in stage["deps"]:
+            if dep.startswith(("lib/", "stages/")):
+                assert (REPO / dep).is_file(), f"{name}: {dep}"
+
+
+def _package(tmp_path: Path) -> Path:
+    """lib/humandiff with a lazy import, a relative import, package data and an unrelated module."""
+    pkg = tmp_path / "lib" / "humandiff"
+    for folder in ("a", "b", "c"):
+        (pkg / folder).mkdir(parents=True)
+        (pkg / folder / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a" / "top.py").write_text("import numpy\nfrom .helper import x\n\ndef f():\n    from humandiff.b import lazy\n")
+    (pkg / "a" / "helper.py").write_text("x = 1\nNUMBERS = 'numbers.yaml'\n")
+    (pkg / "a" / "numbers.yaml").write_text("a: 1\n")
+    (pkg / "a" / "unused.yaml").write_text("b: 2\n")
+    (pkg / "b" / "lazy.py").write_text("y = 2\n")
+    (pkg / "c" / "renderer.py").write_text("z = 3\n")
+    script = tmp_path / "stages" / "s.py"
+    script.parent.mkdir()
+    script.write_text("from humandiff.a.top import f\n")
+    return script
+
+
+def test_closure_follows_lazy_and_relative_imports_parent_packages_and_named_data(tmp_path: Path):
+    script = _package(tmp_path)
+    names = relative_closure(script, tmp_path, lib=tmp_path / "lib")
+    assert names == ["stages/s.py", "lib/humandiff/__init__.py", "lib/humandiff/a/__init__.py",
+                     "lib/humandiff/a/helper.py", "lib/humandiff/a/numbers.yaml", "lib/humandiff/a/top.py",
+                     "lib/humandiff/b/__init__.py", "lib/humandiff/b/lazy.py"]
+
+
+def test_resume_fingerprint_hashes_the_closure_only(tmp_path: Path):
+    """Editing a module the stage never imports keeps its checkpoint; editing an imported one does not."""
+    script, lib = _package(tmp_path), tmp_path / "lib"
+    before = code_digest(script, lib)
+    (lib / "humandiff/c/renderer.py").write_text("z = 4\n")
+    assert code_digest(script, lib) == before
+    (lib / "humandiff/b/lazy.py").write_text("y = 3\n")
+    assert code_digest(script, lib) != before
+    (lib / "humandiff/b/lazy.py").write_text("y = 2\n")
+    assert code_digest(script, lib) == before
+
+
+def test_write_mode_restores_a_drifted_dvc_yaml(tmp_path: Path):
+    text = (REPO / "dvc.yaml").read_text()
+    drifted = text.replace("      - lib/humandiff/body/model.py\n", "", 1).replace(
+        "      - stages/render.py\n", "      - stages/render.py\n      - lib/humandiff/render\n", 1)
+    copy = tmp_path / "dvc.yaml"
+    copy.write_text(drifted)
+    for name in ("stages", "lib"):
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    assert code_deps.differences(copy)
+    copy.write_text(code_deps.rewrite(copy))
+    assert code_deps.differences(copy) == []
+    assert yaml.safe_load(copy.read_text()) == yaml.safe_load(text)
+
+
+def test_every_stage_script_is_in_its_own_closure():
+    for script in sorted((REPO / "stages").glob("*.py")):
+        assert script.resolve() in import_closure(script)
