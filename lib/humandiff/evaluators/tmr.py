@@ -63,7 +63,7 @@ class RewardConfig:
             if not getattr(self, name) > 0:
                 raise ArtifactError(f"reward config: '{name}' must be > 0, got {getattr(self, name)!r}")
         if self.latent_dim % self.heads:
-            raise ArtifactError(f"reward config: latent_dim {self.latent_dim} must be divisible by heads {self.heads}")
+            raise ArtifactError(f"reward config: 'latent_dim' {self.latent_dim} must be divisible by 'heads' {self.heads}")
         if not 0.0 <= self.dropout < 1.0:
             raise ArtifactError(f"reward config: 'dropout' must be in [0, 1), got {self.dropout!r}")
 
