@@ -23,6 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from humandiff.io import ArtifactError
+from humandiff.motion.hml3d import FEATURE_DIM
 
 #: Collates one batch on the CPU: (data, chosen clip indices (B,), the epoch's captions, rng) -> tensors.
 Collate = Callable[[Any, np.ndarray, np.ndarray, np.random.Generator], Sequence[torch.Tensor]]
@@ -59,6 +60,20 @@ class ContrastiveHistory:
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     best_epoch: int = 0
+
+
+def register_statistics(module: nn.Module, mean: np.ndarray | None, std: np.ndarray | None,
+                        names: tuple[str, str], label: str) -> None:
+    """Feature statistics (263,) as float32 buffers ``names`` of ``module`` (zeros / ones when None), checked:
+    the right shape, finite, std > 0 (``label`` names them in the errors)."""
+    mean = np.zeros(FEATURE_DIM, np.float32) if mean is None else np.asarray(mean, np.float32)
+    std = np.ones(FEATURE_DIM, np.float32) if std is None else np.asarray(std, np.float32)
+    if mean.shape != (FEATURE_DIM,) or std.shape != (FEATURE_DIM,):
+        raise ArtifactError(f"{label} have shapes {mean.shape}/{std.shape}, expected ({FEATURE_DIM},)")
+    if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+        raise ArtifactError(f"{label} must be finite with {names[1]} > 0")
+    module.register_buffer(names[0], torch.from_numpy(mean.copy()))
+    module.register_buffer(names[1], torch.from_numpy(std.copy()))
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -36,6 +36,7 @@ from humandiff.evaluators.contrastive import (
     mean_batch_loss,
     model_device,
     pad_clips,
+    register_statistics,
     train_contrastive,
 )
 from humandiff.io import ArtifactError, load_checkpoint, restore_state, save_checkpoint
@@ -138,14 +139,7 @@ class MatchingEvaluator(nn.Module):
                  eval_std: np.ndarray | None = None) -> None:
         super().__init__()
         self.config = config
-        mean = np.zeros(FEATURE_DIM, np.float32) if eval_mean is None else np.asarray(eval_mean, np.float32)
-        std = np.ones(FEATURE_DIM, np.float32) if eval_std is None else np.asarray(eval_std, np.float32)
-        if mean.shape != (FEATURE_DIM,) or std.shape != (FEATURE_DIM,):
-            raise ArtifactError(f"eval_mean/eval_std have shapes {mean.shape}/{std.shape}, expected ({FEATURE_DIM},)")
-        if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
-            raise ArtifactError("eval_mean/eval_std must be finite with eval_std > 0")
-        self.register_buffer("eval_mean", torch.from_numpy(mean.copy()))
-        self.register_buffer("eval_std", torch.from_numpy(std.copy()))
+        register_statistics(self, eval_mean, eval_std, ("eval_mean", "eval_std"), "eval_mean/eval_std")
         self.motion_encoder = MotionEncoder(config)
         self.text_encoder = TextEncoder(config)
 

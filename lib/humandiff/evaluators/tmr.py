@@ -37,6 +37,7 @@ from humandiff.evaluators.contrastive import (
     mean_batch_loss,
     model_device,
     pad_clips,
+    register_statistics,
     to_device,
     train_contrastive,
 )
@@ -146,14 +147,7 @@ class RewardModel(nn.Module):
     def __init__(self, config: RewardConfig, mean: np.ndarray | None = None, std: np.ndarray | None = None) -> None:
         super().__init__()
         self.config = config
-        mean = np.zeros(FEATURE_DIM, np.float32) if mean is None else np.asarray(mean, np.float32)
-        std = np.ones(FEATURE_DIM, np.float32) if std is None else np.asarray(std, np.float32)
-        if mean.shape != (FEATURE_DIM,) or std.shape != (FEATURE_DIM,):
-            raise ArtifactError(f"reward mean/std have shapes {mean.shape}/{std.shape}, expected ({FEATURE_DIM},)")
-        if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
-            raise ArtifactError("reward mean/std must be finite with std > 0")
-        self.register_buffer("mean", torch.from_numpy(mean.copy()))
-        self.register_buffer("std", torch.from_numpy(std.copy()))
+        register_statistics(self, mean, std, ("mean", "std"), "reward mean/std")
         self.motion_encoder = MotionTransformer(config)
         self.text_encoder = SentenceEncoder(config)
 
