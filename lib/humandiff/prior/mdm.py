@@ -12,25 +12,21 @@ in minutes on two CPU cores (HumanML3D already crops in units of 4 frames, and 4
 downsampling is what token-based text-to-motion models use on this data). Tokens overlap: a
 strided convolution (window 2P, stride P) reads each token's P frames plus P/2 on either side,
 and a transposed one writes 2P frames per token, overlap-added, so neighbouring tokens blend at
-their boundary. Plain per-token linear maps left a visible step every P frames (measured: 3x the
-frame-to-frame acceleration at token boundaries, 5x the jitter of real motion).
+their boundary, where plain per-token linear maps leave a visible step every P frames.
 Classifier-free guidance: training zeroes the caption embedding of a share of the batch
 (``cond_drop``), so the zero embedding is the "no text" condition at sampling time.
 
-Two departures from MDM, both options, both measured on this corpus (800 training steps, top-3
-R-precision of 160 samples: 0.40 as MDM, 0.50 with standardised captions, 0.62 with both):
-captions are standardised by the training captions' per-dimension mean and std (sentence
-embeddings share one large common direction, so the raw input barely tells captions apart), and
-``conditioning = "adaln"`` adds DiT's adaptive layer norm (adaLN-Zero), which puts the condition
-into every block instead of one token the frames must learn to attend to. Two more are training
-and input options measured the same way (0.63 -> 0.78 together, README "The text-to-motion
-prior"): :func:`training_timesteps` can draw a share of each batch from the top noise levels,
+Two departures from MDM, both options (the trials behind each are in docs/prior.md): captions
+are standardised by the training captions' per-dimension mean and std (sentence embeddings share
+one large common direction, so the raw input barely tells captions apart), and ``conditioning =
+"adaln"`` adds DiT's adaptive layer norm (adaLN-Zero), which puts the condition into every block
+instead of one token the frames must learn to attend to. Two more are training and input
+options: :func:`training_timesteps` can draw a share of each batch from the top noise levels,
 where a long redundant clip's content is decided, and ``clause_slots`` adds one embedding per
 action clause of the caption after the sentence embedding (:mod:`humandiff.text.clauses`).
 A fifth, ``word_tokens``, lets every adaLN block read the caption's word pieces by
 cross-attention (one encoder layer over the words, keys and values shared by all blocks), so the
-order and the objects of several actions need not survive mean pooling (measured in the README,
-"The text-to-motion prior").
+order and the objects of several actions need not survive mean pooling.
 
 Besides the network this module holds the training loss (per sample, for reuse by preference
 fine-tuning; the denoising term and the timesteps are the diffusion core's,
