@@ -25,6 +25,7 @@ from humandiff.dno.metrics import (
     summary,
     task_metrics,
 )
+from humandiff.dno.report import findings
 from humandiff.io import ArtifactError, save_npz, save_parquet
 from humandiff.dno.tasks import (
     JOINT_SETS,
@@ -361,7 +362,7 @@ def write_params(path: Path) -> Path:
             "refine_settings": ["all_joints", "six_joints"], "ablate_clips": 1, "ablate_max_frames": 40, "ablate_noise_std": 0.01,
         },
         "dno": {
-            "seed": 0, "threads": 1, "batch_size": 3, "max_tasks": 0, "checkpoint": False, "source_ddim_steps": 3,
+            "seed": 0, "device": "cpu", "threads": 1, "batch_size": 3, "max_tasks": 0, "checkpoint": False, "source_ddim_steps": 3,
             "source_guidance": 2.5,
             "edit": {"steps": 3, "warmup_steps": 1, "ddim_steps": 2, "inversion_steps": 3},
             "refine": {"steps": 3, "warmup_steps": 1, "ddim_steps": 2},
@@ -457,7 +458,6 @@ def _method(content, objective, jitter, skating=0.1):
 
 
 def test_findings_check_the_papers_claims_against_known_numbers():
-    findings = load_stage("report_dno").findings
     edit = {"jumping": {"input": _method(1.0, 1.6, 2.0), "guided": _method(0.7, 0.3, 4.0), "dno": _method(0.9, 0.01, 2.9)},
             "raised_hands": {"input": _method(1.0, 2.0, 2.0), "guided": _method(1.0, 1.9, 3.0), "dno": _method(0.95, 0.08, 3.1)}}
     refine = {"all_joints": {"noisy": {"mpjpe_cm": 8.0, "foot_skating_ratio": 0.8}, "dno": {"mpjpe_cm": 6.0, "foot_skating_ratio": 0.9}}}
