@@ -3,12 +3,14 @@ metrics (known answers) and the dno_tasks / dno / report_dno stages on a tiny co
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import torch
 import yaml
@@ -25,10 +27,13 @@ from humandiff.dno.metrics import (
     summary,
     task_metrics,
 )
-from humandiff.dno.report import findings
+from humandiff.dno.report import findings, paper_numbers
 from humandiff.io import ArtifactError, save_npz, save_parquet
 from humandiff.dno.tasks import (
+    COLUMNS,
     JOINT_SETS,
+    SCHEMA,
+    Task,
     EditAction,
     align_after,
     collate_tasks,
@@ -272,6 +277,29 @@ def test_collated_batch_criterion_matches_each_task_alone():
     together = task_criterion(batch, mean, std)(x0)["pose"]
     alone = task_criterion(collate_tasks(resolved[1:]), mean, std)(x0[1:, :24])["pose"]
     assert float(together[1]) == pytest.approx(float(alone[0]), rel=1e-5)
+
+
+
+def test_collated_batch_moves_every_tensor_to_a_device():
+    rng = np.random.default_rng(3)
+    tasks = parse_tasks(tasks_frame(refine_tasks([("a", 12)], ["six_joints"], 0.02, seed=0)))
+    batch = collate_tasks([resolve_task(tasks[0], [standing_joints(12, rng)])])
+    assert batch.to("cpu").targets is batch.targets
+    moved = batch.to("meta")
+    tensors = [f.name for f in dataclasses.fields(batch) if isinstance(getattr(batch, f.name), torch.Tensor)]
+    assert tensors and all(getattr(moved, name).device.type == "meta" for name in tensors)
+    assert moved.tasks == batch.tasks
+
+
+def test_task_table_columns_are_the_task_fields():
+    assert COLUMNS == tuple(f.name for f in dataclasses.fields(Task))
+    assert SCHEMA.field("source_seed").type == pa.list_(pa.int64()) and SCHEMA.field("noise_std").type == pa.float64()
+
+
+def test_paper_numbers_come_from_the_package_data():
+    quoted = paper_numbers()
+    assert quoted.table1["jumping"]["dno"] == (0.95, 0.00, 0.05, 1.31)
+    assert quoted.table3["dno_ddim_5"] == ("DDIM 5 steps", (9.8, 0.90, 0.36, 0.09)) and quoted.table3["guided"][1] is None
 
 
 # --------------------------------------------------------------------------------------------- metrics

@@ -5,7 +5,7 @@ Inputs are the run outputs of the dno stages, ``<data-dir>/<family>/<run>.{parqu
 ``<run>_history.npz`` (:func:`load_runs`; runs that are missing are left out of the tables). FID
 compares each setting's outputs with test clips no task used, through the trained evaluator (the
 cells stay empty while it does not exist). The paper's quoted numbers are data, in
-``paper.yaml`` beside this module (:data:`PAPER`).
+``paper.yaml`` beside this module (:func:`paper_numbers`).
 
 The metrics (:func:`dno_report`) are ``edit.<action>.<method>``, ``refine.<setting>.<method>``,
 ``ablate.<variant>``, ``control.<setting>.<method>``, ``real``, ``timing``, ``findings``.
@@ -41,7 +41,6 @@ GUIDED_STEERING = {
     "x0": "every step's clean estimate moves by -scale x grad_{x0_hat} L(x0_hat) (no gradient through the denoiser)",
     "eps": "every step's noise estimate moves by sqrt(1 - alpha_bar_t) x scale x grad_{x_t} L(x0_hat(x_t)) (the score form)",
 }
-
 
 
 @dataclass(frozen=True)
@@ -350,6 +349,8 @@ def control_table(control: dict) -> str:
     return markdown_table(headers, rows, "lrrrrrr")
 
 
+# ------------------------------------------------------------------------------------------- protocol
+
 
 def inversion_note(options: dict) -> str:
     """How the editing start point was made, from a run's DNO options."""
@@ -407,14 +408,13 @@ def protocol_notes(runs: dict[str, dict[str, dict]], fid_available: bool, refere
     return "\n".join(lines)
 
 
-
 # ------------------------------------------------------------------------------------------- the report
 
 
 @dataclass(frozen=True)
 class DNOReport:
-    """``markdown``: the report's text (figures linked relative to its folder); ``metrics``: the
-    numbers as plain JSON data (a non-JSON value, NaN included where the aggregation keeps it, is None)."""
+    """``markdown``: the report's text (pictures linked relative to its folder); ``metrics``: the
+    numbers as plain JSON data (a value ``json`` cannot write became None)."""
 
     markdown: str
     metrics: dict[str, Any]
