@@ -3,12 +3,14 @@ metrics (known answers) and the dno_tasks / dno / report_dno stages on a tiny co
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import torch
 import yaml
@@ -25,9 +27,13 @@ from humandiff.dno.metrics import (
     summary,
     task_metrics,
 )
+from humandiff.dno.report import findings, paper_numbers
 from humandiff.io import ArtifactError, save_npz, save_parquet
 from humandiff.dno.tasks import (
+    COLUMNS,
     JOINT_SETS,
+    SCHEMA,
+    Task,
     EditAction,
     align_after,
     collate_tasks,
@@ -273,6 +279,29 @@ def test_collated_batch_criterion_matches_each_task_alone():
     assert float(together[1]) == pytest.approx(float(alone[0]), rel=1e-5)
 
 
+
+def test_collated_batch_moves_every_tensor_to_a_device():
+    rng = np.random.default_rng(3)
+    tasks = parse_tasks(tasks_frame(refine_tasks([("a", 12)], ["six_joints"], 0.02, seed=0)))
+    batch = collate_tasks([resolve_task(tasks[0], [standing_joints(12, rng)])])
+    assert batch.to("cpu").targets is batch.targets
+    moved = batch.to("meta")
+    tensors = [f.name for f in dataclasses.fields(batch) if isinstance(getattr(batch, f.name), torch.Tensor)]
+    assert tensors and all(getattr(moved, name).device.type == "meta" for name in tensors)
+    assert moved.tasks == batch.tasks
+
+
+def test_task_table_columns_are_the_task_fields():
+    assert COLUMNS == tuple(f.name for f in dataclasses.fields(Task))
+    assert SCHEMA.field("source_seed").type == pa.list_(pa.int64()) and SCHEMA.field("noise_std").type == pa.float64()
+
+
+def test_paper_numbers_come_from_the_package_data():
+    quoted = paper_numbers()
+    assert quoted.table1["jumping"]["dno"] == (0.95, 0.00, 0.05, 1.31)
+    assert quoted.table3["dno_ddim_5"] == ("DDIM 5 steps", (9.8, 0.90, 0.36, 0.09)) and quoted.table3["guided"][1] is None
+
+
 # --------------------------------------------------------------------------------------------- metrics
 
 
@@ -361,7 +390,7 @@ def write_params(path: Path) -> Path:
             "refine_settings": ["all_joints", "six_joints"], "ablate_clips": 1, "ablate_max_frames": 40, "ablate_noise_std": 0.01,
         },
         "dno": {
-            "seed": 0, "threads": 1, "batch_size": 3, "max_tasks": 0, "checkpoint": False, "source_ddim_steps": 3,
+            "seed": 0, "device": "cpu", "threads": 1, "batch_size": 3, "max_tasks": 0, "checkpoint": False, "source_ddim_steps": 3,
             "source_guidance": 2.5,
             "edit": {"steps": 3, "warmup_steps": 1, "ddim_steps": 2, "inversion_steps": 3},
             "refine": {"steps": 3, "warmup_steps": 1, "ddim_steps": 2},
@@ -457,7 +486,6 @@ def _method(content, objective, jitter, skating=0.1):
 
 
 def test_findings_check_the_papers_claims_against_known_numbers():
-    findings = load_stage("report_dno").findings
     edit = {"jumping": {"input": _method(1.0, 1.6, 2.0), "guided": _method(0.7, 0.3, 4.0), "dno": _method(0.9, 0.01, 2.9)},
             "raised_hands": {"input": _method(1.0, 2.0, 2.0), "guided": _method(1.0, 1.9, 3.0), "dno": _method(0.95, 0.08, 3.1)}}
     refine = {"all_joints": {"noisy": {"mpjpe_cm": 8.0, "foot_skating_ratio": 0.8}, "dno": {"mpjpe_cm": 6.0, "foot_skating_ratio": 0.9}}}

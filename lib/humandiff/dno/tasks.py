@@ -48,7 +48,7 @@ content_threshold      float       the rule's height (m); NaN: the rule's defaul
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -80,28 +80,6 @@ JOINT_SETS: Mapping[str, tuple[int, ...]] = {
     "eight_joints": (0, 15, 20, 21, 7, 8, 16, 17),
     "ten_joints": (0, 15, 20, 21, 7, 8, 16, 17, 4, 5),
 }
-
-SCHEMA = pa.schema([
-    ("task_id", pa.string()), ("family", pa.string()), ("setting", pa.string()), ("kind", pa.string()),
-    ("init", pa.string()), ("init_seed", pa.int64()),
-    ("source_kind", pa.list_(pa.string())), ("source_ref", pa.list_(pa.string())),
-    ("source_seed", pa.list_(pa.int64())), ("source_start", pa.list_(pa.int64())),
-    ("source_length", pa.list_(pa.int64())), ("transition", pa.int64()),
-    ("observed_joints", pa.list_(pa.int64())), ("observed_frames", pa.list_(pa.int64())),
-    ("noise_std", pa.float64()), ("noise_seed", pa.int64()),
-    ("target_joints", pa.list_(pa.int64())), ("target_frames", pa.list_(pa.int64())),
-    ("target_xyz", pa.list_(pa.float64())), ("target_axes", pa.string()), ("target_anchor", pa.string()),
-    ("obstacle_xz", pa.list_(pa.float64())), ("obstacle_velocity", pa.list_(pa.float64())),
-    ("obstacle_radius", pa.list_(pa.float64())), ("obstacle_anchor_frame", pa.int64()),
-    ("safe_distance", pa.float64()), ("lambda_obstacle", pa.float64()), ("content_weight", pa.float64()),
-    ("content_rule", pa.string()), ("content_threshold", pa.float64()),
-])
-COLUMNS = tuple(SCHEMA.names)
-_LIST_COLUMNS = {f.name for f in SCHEMA if pa.types.is_list(f.type)}
-_INT_COLUMNS = {f.name for f in SCHEMA if f.type == pa.int64()}
-_FLOAT_COLUMNS = {f.name for f in SCHEMA if f.type == pa.float64()}
-_STR_COLUMNS = {f.name for f in SCHEMA if f.type == pa.string()}
-
 
 @dataclass(frozen=True)
 class Task:
@@ -153,6 +131,20 @@ class Task:
 
     def to_row(self) -> dict[str, Any]:
         return {name: list(value) if isinstance(value, tuple) else value for name, value in self.__dict__.items()}
+
+
+#: Parquet type of each :class:`Task` field's annotation.
+_ARROW_TYPES = {
+    "str": pa.string(), "int": pa.int64(), "float": pa.float64(),
+    "tuple[str, ...]": pa.list_(pa.string()), "tuple[int, ...]": pa.list_(pa.int64()),
+    "tuple[float, ...]": pa.list_(pa.float64()),
+}
+#: The task table's columns: the :class:`Task` fields, in their order, with their Parquet types.
+SCHEMA = pa.schema([(f.name, _ARROW_TYPES[f.type]) for f in fields(Task)])
+COLUMNS = tuple(SCHEMA.names)
+_LIST_COLUMNS = {f.name for f in SCHEMA if pa.types.is_list(f.type)}
+_INT_COLUMNS = {f.name for f in SCHEMA if f.type == pa.int64()}
+_FLOAT_COLUMNS = {f.name for f in SCHEMA if f.type == pa.float64()}
 
 
 def default_row(**values: Any) -> dict[str, Any]:
@@ -623,6 +615,11 @@ class TaskBatch:
     radii: torch.Tensor
     safe_distance: torch.Tensor
     lambda_obstacle: torch.Tensor
+
+    def to(self, device: torch.device | str) -> "TaskBatch":
+        """The same batch with every tensor on ``device`` (itself when they are there already)."""
+        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
+        return replace(self, **moved)
 
     @property
     def has_pose_terms(self) -> bool:
