@@ -112,7 +112,8 @@ def main(params_file, latent_dim, num_layers, ff_dim, frames_per_token, batch_si
     geometry = GeometryWeights(torch.zeros(263), torch.ones(263), sizes["lambda_joints"], sizes["lambda_velocity"],
                                sizes["lambda_foot"], signal_weighted=sizes["geometry_signal_weighted"])
     loss_fn = partial(training_loss, schedule=schedule, cond_drop=config.cond_drop, geometry=geometry,
-                      high_noise_share=sizes["high_noise_share"], high_noise_fraction=sizes["high_noise_fraction"])
+                      high_noise_share=sizes["high_noise_share"], high_noise_fraction=sizes["high_noise_fraction"],
+                      prediction=config.prediction)
     generator = torch.Generator().manual_seed(0)
     results = {"config": config.to_dict(), "parameters": count_parameters(model), "batch_size": B, "frames": frames,
                "threads": threads, "sample_batch": sample_batch, "sample_frames": sample_frames}

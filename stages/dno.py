@@ -100,7 +100,8 @@ def build_sources(tasks: list[Task], model, schedule, mean, std, p: dict, hml_di
             noise = torch.stack([torch.randn(length, FEATURE_DIM, generator=torch.Generator().manual_seed(k[2])) for k in group])
             text = torch.from_numpy(np.stack([conditions[k[1]] for k in group])).float()
             denoiser = guided_denoiser(model, text, p["source_guidance"])
-            x0 = ddim_sample(denoiser, noise, schedule, num_steps=p["source_ddim_steps"], prediction="x0").numpy()
+            x0 = ddim_sample(denoiser, noise, schedule, num_steps=p["source_ddim_steps"],
+                             prediction=model.config.prediction).numpy()
             for b, key in enumerate(group):
                 raw = denormalize_features(x0[b], mean, std)
                 sources[key] = Source(raw, x0[b], joints_of(raw), noise[b].numpy(), conditions[key[1]])
@@ -241,18 +242,19 @@ def main(params_file: str, family: str, method: str, variant: str, tasks_dir: st
             text = torch.from_numpy(np.stack([s.text for s in firsts])).float() if with_text else None
             denoiser = guided_denoiser(model, text, guided["text_guidance"]) if with_text else uncond
             scale = guided["scale_edit"] if init == "invert" else guided["scale_refine"]
-            x = ddim_sample(denoiser, x_T, schedule, num_steps=guided["ddim_steps"], prediction="x0", model_kwargs=kwargs,
+            x = ddim_sample(denoiser, x_T, schedule, num_steps=guided["ddim_steps"], prediction=config.prediction, model_kwargs=kwargs,
                             guidance=Guidance(guidance_loss(criterion), scale, guided["mode"]))
         else:
             opts = options["edit" if init == "invert" else "refine"]
             solver = ddim_solver(uncond, schedule, opts.ddim_steps, model_kwargs=kwargs, checkpoint=opts.checkpoint,
-                                 spacing=opts.spacing)
+                                 spacing=opts.spacing, prediction=config.prediction)
             if init == "invert":
                 reconstruction = reconstruction_criterion(group, T, batch.mask, mean, std)
                 z0, inversion_steps, start = invert_closest(uncond, schedule, padded([s.normalised for s in firsts], T),
                                                             solver, reconstruction,
                                                             (opts.inversion_steps, *opts.inversion_choices),
-                                                            model_kwargs=kwargs, spacing=opts.spacing)
+                                                            model_kwargs=kwargs, spacing=opts.spacing,
+                                                            prediction=config.prediction)
                 _, start_joints = decode(start, lengths, mean, std)
                 for i, r, j, k in zip(chosen, group, start_joints, inversion_steps.tolist()):
                     extra[i].update(inversion_mpjpe_cm=mpjpe_cm(j, r.clean), inversion_steps=int(k))

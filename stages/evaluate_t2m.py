@@ -83,7 +83,7 @@ def main(params_file: str, evaluator_file: str, index_file: str, features_file: 
                             f"replications {p['replications']} (each replication scores one set)")
     device = resolve_device(p.get("device", "cpu"), f"{params_file}: parameter '{SECTION}.device'")
     torch.set_num_threads(p["threads"])
-    evaluator = load_evaluator(evaluator_file)
+    evaluator = load_evaluator(evaluator_file).to(device)  # it embeds on its parameters' device, returns numpy
     test = load_motion_split(index_file, features_file, None, "test")
     real_clips = [test.clip(k) for k in range(len(test))]
     samples, first_set = load_generated(samples_file, samples_index_file)

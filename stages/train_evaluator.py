@@ -26,12 +26,14 @@ from humandiff.evaluators.evaluator import (
     save_evaluator,
     train_evaluator,
 )
-from humandiff.io.stage import positive, run_stage, stage_params
+from humandiff.io.stage import positive, run_stage, section_config
+from humandiff.train.device import resolve_device
 
 SECTION = "train_evaluator"
-PARAMS = {"seed": int, "threads": int, "epochs": int, "batch_size": int, "lr": float, "loss": str, "margin": float,
-          "temperature": float, "max_tokens": int, "conv_channels": int, "motion_hidden": int, "text_hidden": int,
-          "embed_dim": int, "dropout": float, "val_replications": int}
+#: The section holds the fields of EvaluatorConfig and EvaluatorTraining, and these stage settings.
+EXTRA = {"threads": int, "device": str}
+#: Fields params.yaml may leave at their defaults (the MiniLM word size, no weight decay, clip 1).
+DEFAULTS = ("word_dim", "weight_decay", "grad_clip")
 
 
 def finite_or_none(value: float) -> float | None:
@@ -56,16 +58,11 @@ def captioned(split, table) -> CaptionedClips:
 @run_stage
 def main(params_file: str, index_file: str, features_file: str, mean_std_file: str, out_file: str,
          metrics_file: str, plots_dir: str) -> None:
-    p = stage_params(params_file, SECTION, PARAMS)
-    positive(params_file, SECTION, p, "threads", "epochs", "batch_size", "lr", "margin", "temperature", "max_tokens",
-             "conv_channels", "motion_hidden", "text_hidden", "embed_dim", "val_replications")
+    (config, options), p = section_config(params_file, SECTION, (EvaluatorConfig, EvaluatorTraining), EXTRA,
+                                          defaults=DEFAULTS)
+    positive(params_file, SECTION, p, "threads")
+    device = resolve_device(p["device"], f"{params_file}: {SECTION}.device")
     torch.set_num_threads(p["threads"])
-    config = EvaluatorConfig(conv_channels=p["conv_channels"], motion_hidden=p["motion_hidden"],
-                             text_hidden=p["text_hidden"], embed_dim=p["embed_dim"], dropout=p["dropout"],
-                             max_tokens=p["max_tokens"])
-    options = EvaluatorTraining(epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], loss=p["loss"],
-                                margin=p["margin"], temperature=p["temperature"], seed=p["seed"],
-                                val_replications=p["val_replications"])
     train_split = load_motion_split(index_file, features_file, None, "train")
     val_split = load_motion_split(index_file, features_file, None, "val")
     eval_mean, eval_std = load_mean_std(mean_std_file, "eval")
@@ -76,11 +73,12 @@ def main(params_file: str, index_file: str, features_file: str, mean_std_file: s
     table = minilm_token_table(captions, config.max_tokens)
     train, val = captioned(train_split, table), captioned(val_split, table)
 
-    torch.manual_seed(p["seed"])
-    model = MatchingEvaluator(config, eval_mean, eval_std)
+    torch.manual_seed(options.seed)
+    model = MatchingEvaluator(config, eval_mean, eval_std).to(device)  # initialised on the CPU, then moved
     started = time.perf_counter()
     history = train_evaluator(model, train, val, table, options, progress=True)
     seconds = time.perf_counter() - started
+    model.cpu()  # a CPU checkpoint whatever the device
     save_evaluator(out_file, model)
 
     best = history.best_epoch - 1

@@ -81,7 +81,8 @@ def held_out_loss(model: MotionDiffusionModel, dataset: MotionTextDataset, confi
         for level in VAL_LEVELS:
             t = torch.full((batch["motion"].shape[0],), int(level * (config.diffusion_steps - 1))).to(device)
             noise = torch.randn(batch["motion"].shape, generator=generator).to(device)
-            loss, _ = denoising_loss(model, schedule, batch["motion"], t, noise, text_emb=batch["text_emb"], mask=batch["mask"])
+            loss, _ = denoising_loss(model, schedule, batch["motion"], t, noise, text_emb=batch["text_emb"], mask=batch["mask"],
+                                     prediction=config.prediction)
             total += float(loss.sum())
             count += loss.shape[0]
     return total / max(count, 1)
@@ -145,7 +146,8 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
     geometry = GeometryWeights(torch.from_numpy(mean), torch.from_numpy(std), p["lambda_joints"], p["lambda_velocity"], p["lambda_foot"],
                                signal_weighted=p["geometry_signal_weighted"])
     loss_fn = partial(training_loss, schedule=config.noise_schedule(), cond_drop=config.cond_drop, geometry=geometry,
-                      high_noise_share=p["high_noise_share"], high_noise_fraction=p["high_noise_fraction"])
+                      high_noise_share=p["high_noise_share"], high_noise_fraction=p["high_noise_fraction"],
+                      prediction=config.prediction)
     started = time.perf_counter()
     result = train(model, dataset, collate_motion, loss_fn, loop, checkpoint_file=checkpoint_file, fingerprint=fingerprint,
                    lengths=dataset.crop_lengths(), stop_at=stop_at, desc=SECTION, device=device)

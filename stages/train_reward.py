@@ -26,12 +26,14 @@ from humandiff.evaluators.tmr import (
     save_reward_model,
     train_reward,
 )
-from humandiff.io.stage import positive, run_stage, stage_params
+from humandiff.io.stage import positive, run_stage, section_config
+from humandiff.train.device import resolve_device
 
 SECTION = "train_reward"
-PARAMS = {"seed": int, "threads": int, "epochs": int, "batch_size": int, "lr": float, "weight_decay": float,
-          "temperature": float, "negative_threshold": float, "latent_dim": int, "layers": int, "heads": int,
-          "ff_dim": int, "dropout": float, "patch": int, "test_replications": int}
+#: The section holds the fields of RewardConfig and RewardTraining, and these stage settings.
+EXTRA = {"threads": int, "device": str, "test_replications": int}
+#: Fields params.yaml may leave at their defaults (the MiniLM embedding size, 256 tokens, clip 1).
+DEFAULTS = ("text_dim", "max_tokens", "grad_clip")
 
 
 def captioned(split) -> CaptionedMotions:
@@ -53,26 +55,23 @@ def captioned(split) -> CaptionedMotions:
 @run_stage
 def main(params_file: str, index_file: str, features_file: str, mean_std_file: str, embeddings_file: str,
          out_file: str, metrics_file: str, plots_dir: str) -> None:
-    p = stage_params(params_file, SECTION, PARAMS)
-    positive(params_file, SECTION, p, "threads", "epochs", "batch_size", "lr", "temperature", "latent_dim", "layers",
-             "heads", "ff_dim", "patch", "test_replications")
+    (config, options), p = section_config(params_file, SECTION, (RewardConfig, RewardTraining), EXTRA, defaults=DEFAULTS)
+    positive(params_file, SECTION, p, "threads", "test_replications")
+    device = resolve_device(p["device"], f"{params_file}: {SECTION}.device")
     torch.set_num_threads(p["threads"])
-    config = RewardConfig(latent_dim=p["latent_dim"], layers=p["layers"], heads=p["heads"], ff_dim=p["ff_dim"],
-                          dropout=p["dropout"], patch=p["patch"])
-    options = RewardTraining(epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"],
-                             temperature=p["temperature"], negative_threshold=p["negative_threshold"], seed=p["seed"])
     splits = {name: captioned(load_motion_split(index_file, features_file, embeddings_file, name))
               for name in ("train", "val", "test")}
     mean, std = load_mean_std(mean_std_file, "model")
 
-    torch.manual_seed(p["seed"])
-    model = RewardModel(config, mean, std)
+    torch.manual_seed(options.seed)
+    model = RewardModel(config, mean, std).to(device)  # initialised on the CPU, then moved
     started = time.perf_counter()
     history = train_reward(model, splits["train"], splits["val"], options, progress=True)
     seconds = time.perf_counter() - started
+    test = retrieval_scores(model, splits["test"], np.random.default_rng([options.seed, 2]), p["test_replications"])
+    model.cpu()  # a CPU checkpoint whatever the device
     save_reward_model(out_file, model)
 
-    test = retrieval_scores(model, splits["test"], np.random.default_rng([p["seed"], 2]), p["test_replications"])
     write_curves_csv(Path(plots_dir) / "reward_loss.csv", {"train_loss": history.train_loss, "val_loss": history.val_loss})
     save_json(metrics_file, {
         "test_top1": test["top1"], "test_top2": test["top2"], "test_top3": test["top3"],

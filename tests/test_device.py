@@ -153,9 +153,9 @@ def test_draws_from_a_cpu_generator_land_on_the_device_with_the_cpu_numbers():
     with DrawsOn("meta"):
         noise = torch.randn(4, 5, generator=generator)
         steps = torch.randint(0, 10, (4,), generator=generator)
+        on_cpu = torch.rand(2, generator=torch.Generator().manual_seed(0), device="cpu")  # a default (diffusion.loss)
         plain = torch.zeros(2)  # no generator: untouched
-        explicit = torch.rand(2, generator=torch.Generator().manual_seed(0), device="cpu")
-    assert noise.is_meta and steps.is_meta and not plain.is_meta and not explicit.is_meta
+    assert noise.is_meta and steps.is_meta and on_cpu.is_meta and not plain.is_meta
     # the stream advanced exactly as on the CPU
     again = torch.Generator().manual_seed(3)
     torch.randn(4, 5, generator=again), torch.randint(0, 10, (4,), generator=again)

@@ -8,6 +8,7 @@ step is then elementwise affine in ``x_t``, so DDIM's exact output moments are c
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -16,8 +17,10 @@ from torch import Tensor
 
 from humandiff.diffusion import (
     CLEAN,
+    PREDICTIONS,
     Guidance,
     NoiseSchedule,
+    TimestepSampler,
     Trajectory,
     alpha_bar_at,
     check_timesteps,
@@ -35,6 +38,8 @@ from humandiff.diffusion import (
     linear_schedule,
     make_schedule,
     make_timesteps,
+    masked_mean,
+    prediction_loss,
     prediction_target,
     q_posterior,
     q_sample,
@@ -43,6 +48,8 @@ from humandiff.diffusion import (
     score_from_eps,
     split_prediction,
     x0_from_eps,
+    x0_from_prediction,
+    x0_from_v,
 )
 from humandiff.io.artifacts import ArtifactError
 
@@ -689,3 +696,150 @@ def test_classifier_free_guidance() -> None:
         sched = cosine_schedule(100)
         y = ddim_sample(classifier_free_guidance(toy, 1.0, {"cond": cond}, {"cond": null}), x, sched, num_steps=5)
         torch.testing.assert_close(y, ddim_sample(toy, x, sched, num_steps=5, model_kwargs={"cond": cond}))
+
+
+# ------------------------------------------------------------------------------------------------
+# Training: targets, the masked and weighted loss, timesteps (humandiff.diffusion.loss)
+
+
+def _draw(shape=(4, 6, 5), seed=0, dtype=F64):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g, dtype=dtype), torch.randn(shape, generator=g, dtype=dtype)
+
+
+@pytest.mark.parametrize("schedule", [cosine_schedule(1000), linear_schedule(200)], ids=["cosine1000", "linear200"])
+@pytest.mark.parametrize("prediction", PREDICTIONS)
+def test_a_perfect_prediction_has_zero_loss(schedule, prediction: str):
+    x0, noise = _draw()
+    t = torch.tensor([0, 7, schedule.num_timesteps // 2, schedule.num_timesteps - 1])
+    perfect = prediction_target(prediction, x0, noise, schedule, t)
+    mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3, [False] * 6, [True] * 5 + [False]])
+    for kwargs in ({}, {"mask": mask}, {"weights": torch.tensor([1.0, 2.0, 0.5, 3.0], dtype=F64)}):
+        loss = prediction_loss(schedule, perfect, x0, noise, t, prediction, **kwargs)
+        assert loss.shape == (4,) and torch.equal(loss, torch.zeros(4, dtype=F64))
+    wrong = prediction_loss(schedule, perfect + 0.1, x0, noise, t, prediction)
+    torch.testing.assert_close(wrong, torch.full((4,), 0.01, dtype=F64))
+
+
+@pytest.mark.parametrize("schedule", [cosine_schedule(1000), linear_schedule(200)], ids=["cosine1000", "linear200"])
+def test_targets_are_one_estimate_through_the_schedule(schedule):
+    x0, noise = _draw((5, 3, 4), seed=1)
+    t = torch.tensor([0, 1, 50, schedule.num_timesteps - 2, schedule.num_timesteps - 1])
+    x_t = q_sample(schedule, x0, t, noise)
+    ab = schedule.alphas_cumprod[t].reshape(-1, 1, 1)
+    targets = {p: prediction_target(p, x0, noise, schedule, t) for p in PREDICTIONS}
+    assert targets["x0"] is x0 and targets["eps"] is noise
+    torch.testing.assert_close(targets["v"], ab.sqrt() * noise - (1 - ab).sqrt() * x0)
+    # each target turns back into the same clean estimate, and v also gives the noise back
+    for prediction, target in targets.items():
+        torch.testing.assert_close(x0_from_prediction(schedule, x_t, t, target, prediction), x0, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close((1 - ab).sqrt() * x_t + ab.sqrt() * targets["v"], noise, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(x0_from_v(schedule, x_t, t, targets["v"]),
+                               split_prediction(schedule, x_t, t, noise, "eps")[0], rtol=1e-9, atol=1e-9)
+    assert x0_from_prediction(schedule, x_t, t, x0, "x0") is x0
+
+
+def test_the_mask_excludes_padded_frames():
+    schedule = cosine_schedule(100)
+    x0, noise = _draw((3, 6, 5), seed=2)
+    output = torch.randn(3, 6, 5, dtype=F64, generator=torch.Generator().manual_seed(3))
+    t = torch.tensor([3, 30, 90])
+    mask = torch.tensor([[True] * 6, [True] * 2 + [False] * 4, [False] * 6])
+    loss = prediction_loss(schedule, output, x0, noise, t, "eps", mask=mask)
+    # the real frames' mean, whatever the padded frames hold; no real frame gives 0
+    torch.testing.assert_close(loss[0], (output[0] - noise[0]).square().mean())
+    torch.testing.assert_close(loss[1], (output[1, :2] - noise[1, :2]).square().mean())
+    assert loss[2] == 0
+    changed_output, changed_noise = output.clone(), noise.clone()
+    changed_output[1, 2:], changed_noise[1, 2:], changed_output[2] = 50.0, -7.0, 9.0
+    torch.testing.assert_close(prediction_loss(schedule, changed_output, x0, changed_noise, t, "eps", mask=mask), loss)
+    # no mask is an all-true mask
+    torch.testing.assert_close(prediction_loss(schedule, output, x0, noise, t, "v"),
+                               prediction_loss(schedule, output, x0, noise, t, "v", mask=torch.ones(3, 6, dtype=torch.bool)))
+    # masked_mean over any trailing dims (B, T, J, 3)
+    values = torch.arange(2 * 3 * 2 * 3, dtype=F64).reshape(2, 3, 2, 3)
+    frames = torch.tensor([[True, False, True], [False, False, False]])
+    torch.testing.assert_close(masked_mean(values, frames), torch.stack([values[0, [0, 2]].mean(), torch.zeros((), dtype=F64)]))
+
+
+def test_weights_scale_each_sample():
+    schedule = linear_schedule(200)
+    x0, noise = _draw((4, 8, 3), seed=4)
+    output, t = torch.zeros_like(x0), torch.tensor([0, 60, 120, 199])
+    mask = torch.ones(4, 8, dtype=torch.bool)
+    mask[2, 5:] = False
+    weights = torch.tensor([0.0, 1.0, 2.5, 10.0], dtype=F64)
+    for prediction in PREDICTIONS:
+        plain = prediction_loss(schedule, output, x0, noise, t, prediction, mask=mask)
+        weighted = prediction_loss(schedule, output, x0, noise, t, prediction, mask=mask, weights=weights)
+        torch.testing.assert_close(weighted, weights * plain)
+        assert torch.all(plain > 0)
+
+
+def test_timestep_sampler_is_uniform_by_default_and_deterministic():
+    schedule = cosine_schedule(1000)
+    uniform = TimestepSampler()(schedule, 5000, torch.Generator().manual_seed(0))
+    assert torch.equal(uniform, random_timesteps(schedule, 5000, torch.Generator().manual_seed(0)))
+    assert uniform.dtype == torch.long and 0 <= int(uniform.min()) and int(uniform.max()) < 1000
+    sampler = TimestepSampler(high_noise_share=0.3, high_noise_fraction=0.05)
+    a = sampler(schedule, 300, torch.Generator().manual_seed(7))
+    assert torch.equal(a, sampler(schedule, 300, torch.Generator().manual_seed(7)))
+    assert not torch.equal(a, sampler(schedule, 300, torch.Generator().manual_seed(8)))
+    # one generator, drawn in sequence: the second batch differs from the first
+    g = torch.Generator().manual_seed(7)
+    assert torch.equal(sampler(schedule, 300, g), a) and not torch.equal(sampler(schedule, 300, g), a)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        sampler.high_noise_share = 0.5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("schedule", [cosine_schedule(1000), linear_schedule(200)], ids=["cosine1000", "linear200"])
+@pytest.mark.parametrize("share, fraction", [(0.25, 0.1), (0.6, 0.05), (1.0, 0.02)])
+def test_high_noise_share_matches_its_parameter(schedule, share: float, fraction: float):
+    T, n = schedule.num_timesteps, 40000
+    top = max(1, round(T * fraction))
+    t = TimestepSampler(share, fraction)(schedule, n, torch.Generator().manual_seed(1))
+    assert int(t.min()) >= 0 and int(t.max()) <= T - 1
+    # the share lands in the top levels, plus the uniform rest's chance to land there
+    expected = share + (1 - share) * top / T
+    observed = (t >= T - top).double().mean().item()
+    assert abs(observed - expected) <= 4.5 * (expected * (1 - expected) / n) ** 0.5 + 1e-12
+    if share == 1.0:
+        assert bool((t >= T - top).all())
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(high_noise_share=-0.1), "high_noise_share"), (dict(high_noise_share=1.5), "high_noise_share"),
+    (dict(high_noise_share=float("nan")), "high_noise_share"), (dict(high_noise_share="half"), "high_noise_share"),
+    (dict(high_noise_share=True), "high_noise_share"), (dict(high_noise_fraction=0.0), "high_noise_fraction"),
+    (dict(high_noise_fraction=1.2), "high_noise_fraction"),
+])
+def test_bad_timestep_sampler_is_one_line_error(kwargs, name: str):
+    with pytest.raises(ArtifactError, match=f"TimestepSampler: parameter '{name}'") as info:
+        TimestepSampler(**kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_loss_arguments_are_one_line_errors():
+    schedule = cosine_schedule(100)
+    x0, noise = _draw((2, 4, 3), seed=5)
+    t = torch.tensor([1, 2])
+    bad_calls = {
+        "prediction": lambda: prediction_loss(schedule, x0, x0, noise, t, "score"),
+        "output": lambda: prediction_loss(schedule, x0[:, :3], x0, noise, t, "x0"),
+        "noise": lambda: prediction_loss(schedule, x0, x0, noise[:1], t, "eps"),
+        "'t'": lambda: prediction_loss(schedule, x0, x0, noise, torch.tensor([0, 100]), "x0"),
+        "t' must have shape": lambda: prediction_loss(schedule, x0, x0, noise, torch.tensor([1, 2, 3]), "x0"),
+        "mask": lambda: prediction_loss(schedule, x0, x0, noise, t, "x0", mask=torch.ones(2, 4)),
+        "mask' must be bool of shape": lambda: prediction_loss(schedule, x0, x0, noise, t, "x0",
+                                                               mask=torch.ones(2, 3, dtype=torch.bool)),
+        "weights": lambda: prediction_loss(schedule, x0, x0, noise, t, "x0", weights=torch.ones(3)),
+        "needs parameters 'schedule' and 't'": lambda: prediction_target("v", x0, noise),
+        "prediction_target: parameter 'prediction'": lambda: prediction_target("score", x0, noise),
+        "x0_from_prediction": lambda: x0_from_prediction(schedule, x0, t, x0, "score"),
+        "masked_mean": lambda: masked_mean(x0, torch.ones(2, 3, dtype=torch.bool)),
+        "batch_size": lambda: TimestepSampler()(schedule, 0, torch.Generator()),
+    }
+    for message, call in bad_calls.items():
+        with pytest.raises(ArtifactError, match=message) as info:
+            call()
+        assert "\n" not in str(info.value), message

@@ -162,7 +162,7 @@ def test_evaluator_rejects_bad_input():
         MatchingEvaluator(SMALL, np.zeros(263), np.zeros(263))
     with pytest.raises(ArtifactError, match="clip 0"):
         CaptionedClips([np.zeros((2, 263), np.float32)], [np.array([0])])
-    with pytest.raises(ArtifactError, match="loss"):
+    with pytest.raises(ArtifactError, match="'loss' must be one of margin, info_nce, infonce, got 'triplet'"):
         EvaluatorTraining(loss="triplet")
 
 
@@ -190,7 +190,7 @@ def test_margin_loss_known_values():
     assert float(info_nce_matching_loss(text, motion, torch.tensor([0, 1]))) == pytest.approx(expected, rel=1e-5)
 
 
-@pytest.mark.parametrize("loss", ["margin", "infonce"])
+@pytest.mark.parametrize("loss", ["margin", "info_nce"])
 def test_contrastive_loss_decreases_on_fake_data(loss):
     torch.manual_seed(0)
     data, captions = _fake_dataset(8, seed=0)
@@ -242,6 +242,20 @@ def test_train_evaluator_is_deterministic_and_learns(tmp_path):
         load_evaluator(tmp_path / "missing.pt")
 
 
+def test_info_nce_and_its_old_spelling_train_the_same_weights():
+    train, captions = _fake_dataset(4, seed=1)
+    val, _ = _fake_dataset(2, seed=2)
+    table = build_token_table(captions, _tokenize, _vectors())
+    states = []
+    for loss in ("info_nce", "infonce"):
+        torch.manual_seed(0)
+        model = MatchingEvaluator(SMALL)
+        train_evaluator(model, train, val, table, EvaluatorTraining(epochs=1, batch_size=8, loss=loss), progress=False)
+        states.append(model.state_dict())
+    for name, value in states[0].items():
+        torch.testing.assert_close(value, states[1][name], rtol=0, atol=0, msg=name)
+
+
 # --------------------------------------------------------------------------- stages train_evaluator, evaluate_t2m
 
 REPO = Path(__file__).resolve().parents[1]
@@ -256,7 +270,7 @@ def _invoke(name: str, *args) -> object:
 
 
 STAGE_PARAMS = {
-    "train_evaluator": {"seed": 0, "threads": 1, "epochs": 2, "batch_size": 16, "lr": 0.003, "loss": "infonce",
+    "train_evaluator": {"seed": 0, "threads": 1, "device": "cpu", "epochs": 2, "batch_size": 16, "lr": 0.003, "loss": "infonce",
                         "margin": 3.0, "temperature": 1.0, "max_tokens": 16, "conv_channels": 16, "motion_hidden": 16,
                         "text_hidden": 16, "embed_dim": 8, "dropout": 0.0, "val_replications": 2},
     "evaluate_t2m": {"seed": 0, "threads": 1, "replications": 3, "diversity_times": 20, "sample_sets": 3, "mm_texts": 4,
@@ -375,9 +389,15 @@ def test_train_evaluator_and_evaluate_t2m_stages(corpus, tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"train_evaluator__loss": "triplet"}, "loss"),
+    ({"train_evaluator__loss": "triplet"}, "'train_evaluator.loss' must be one of margin, info_nce, infonce"),
     ({"train_evaluator__epochs": 0}, "train_evaluator.epochs"),
     ({"train_evaluator__lr": "fast"}, "train_evaluator.lr"),
+    ({"train_evaluator__batch_size": 1}, "'train_evaluator.batch_size' must be >= 2"),
+    ({"train_evaluator__threads": 0}, "train_evaluator.threads"),
+    ({"train_evaluator__epoch": 3}, "unknown parameter(s) train_evaluator.epoch"),
+    ({"train_evaluator__device": "gpu"}, "train_evaluator.device must be one of auto, cpu, cuda"),
+    pytest.param({"train_evaluator__device": "cuda"}, "train_evaluator.device is 'cuda' but torch sees no CUDA device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is there")),
 ])
 def test_train_evaluator_rejects_bad_params(corpus, tmp_path, override, message):
     result = _invoke("train_evaluator", *_train_args(corpus, _write_params(tmp_path, **override), tmp_path))

@@ -98,3 +98,28 @@ def test_unreadable_torch_file_is_one_line_error_naming_it(tmp_path: Path):
         assert "\n" not in str(info.value)
     with pytest.raises(ArtifactError, match="missing.pt: file not found"):
         load_torch(tmp_path / "missing.pt")
+
+
+def test_run_stage_records_wall_time_under_dvc_only(tmp_path, monkeypatch):
+    import json
+
+    import click
+    from click.testing import CliRunner
+
+    from humandiff.io.stage import PIPELINE_TIMES, record_stage_time, run_stage
+
+    @click.command()
+    @run_stage
+    def main() -> None:
+        pass
+
+    monkeypatch.delenv("DVC_STAGE", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    assert CliRunner().invoke(main, []).exit_code == 0
+    assert not (tmp_path / PIPELINE_TIMES).exists()  # run by hand: nothing recorded
+    monkeypatch.setenv("DVC_STAGE", "dno@edit-dno")
+    assert CliRunner().invoke(main, []).exit_code == 0
+    record_stage_time("synth_motion", 12.34, tmp_path)
+    times = json.loads((tmp_path / PIPELINE_TIMES).read_text())
+    assert list(times) == ["dno@edit-dno", "synth_motion"] and times["synth_motion"] == {"seconds": 12.3}
+    assert times["dno@edit-dno"]["seconds"] >= 0

@@ -281,6 +281,21 @@ def test_masked_loss_ignores_padding_and_is_zero_for_a_perfect_model():
     torch.testing.assert_close(a[1], x0[1, :3].square().mean())
 
 
+def test_eps_prediction_loss_is_zero_for_a_perfect_model(corpus: Path):
+    mean, std = load_mean_std(corpus / "hml/mean_std.npz")
+    schedule = cosine_schedule(100)
+    x0, noise = torch.randn(2, 6, 263) * 0.1, torch.randn(2, 6, 263)
+    mask = padding_mask(torch.tensor([6, 4]))
+    oracle = lambda x_t, t, text_emb=None, mask=None: noise  # noqa: E731
+    geometry = GeometryWeights(torch.from_numpy(mean), torch.from_numpy(std), joints=1.0, velocity=1.0)
+    loss, parts = denoising_loss(oracle, schedule, x0, torch.tensor([5, 50]), noise, text_emb=None, mask=mask,
+                                 geometry=geometry, prediction="eps")
+    assert torch.all(parts["mse"] == 0)
+    # the geometric losses see the clean estimate recovered from the noise: x0 up to rounding
+    assert torch.all(loss < 1e-6) and set(parts) == {"mse", "joints", "velocity"}
+    assert torch.all(denoising_loss(oracle, schedule, x0, torch.tensor([5, 50]), noise, text_emb=None, mask=mask)[0] > 0)
+
+
 def test_geometry_losses_known_answers(corpus: Path):
     mean, std = load_mean_std(corpus / "hml/mean_std.npz")
     weights = GeometryWeights(torch.from_numpy(mean), torch.from_numpy(std), joints=1.0, velocity=1.0, foot_contact=1.0)
@@ -557,6 +572,31 @@ def test_sampling_shapes_determinism_and_guidance(frames_per_token: int):
     torch.testing.assert_close(guided_denoiser(model, text, 2.5)(x, t, mask=mask), uncond + 2.5 * (cond - uncond), atol=1e-5, rtol=1e-5)
     with pytest.raises(ArtifactError, match="caption embeddings"):
         generate(model, schedule, text, [4, 4], num_steps=2)
+
+
+def test_prediction_is_a_config_field_read_by_sampling(tmp_path: Path, monkeypatch):
+    assert MDMConfig().prediction == "x0" and MDMConfig(prediction="eps").prediction == "eps"
+    for bad in ("v", "score", None):
+        with pytest.raises(ArtifactError, match="MDMConfig: parameter 'prediction'") as info:
+            MDMConfig(prediction=bad)
+        assert "\n" not in str(info.value)
+    # a config.json written before the field existed loads as x0
+    model = tiny_model()
+    save_mdm(tmp_path / "model.pt", tmp_path / "config.json", model.state_dict(), TINY)
+    old = json.loads((tmp_path / "config.json").read_text())
+    assert old.pop("prediction") == "x0"
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    assert load_mdm(tmp_path / "model.pt", tmp_path / "config.json")[1] == TINY
+    # generate samples with what the config says the network predicts
+    import humandiff.prior.mdm as mdm
+
+    seen = []
+    real = mdm.ddim_sample
+    monkeypatch.setattr(mdm, "ddim_sample", lambda *args, **kw: seen.append(kw["prediction"]) or real(*args, **kw))
+    for prediction in ("x0", "eps"):
+        eps_model = tiny_model(config=MDMConfig(**(TINY.to_dict() | {"prediction": prediction}))).eval()
+        generate(eps_model, TINY.noise_schedule(), torch.randn(1, 384), [6], num_steps=2)
+    assert seen == ["x0", "eps"]
 
 
 def test_save_and_load_round_trip(tmp_path: Path):

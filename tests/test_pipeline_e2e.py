@@ -106,6 +106,14 @@ def test_smoke_pipeline_writes_every_papers_metrics(smoke_repo: Path):
 
 
 @pytest.mark.slow
+def test_smoke_pipeline_records_every_stages_wall_time(smoke_repo: Path):
+    times = json.loads((smoke_repo / "reports/metrics/pipeline.json").read_text())
+    stages = set(yaml.safe_load((smoke_repo / "dvc.lock").read_text())["stages"])
+    assert set(times) == stages
+    assert all(entry["seconds"] >= 0 for entry in times.values())
+
+
+@pytest.mark.slow
 def test_unchanged_tree_does_nothing_and_a_param_reruns_only_its_stages(smoke_repo: Path):
     again = _run([str(BIN / "dvc"), "repro"], smoke_repo)
     assert again.returncode == 0 and "Running stage" not in again.stdout, again.stdout

@@ -151,7 +151,7 @@ def test_train_reward_learns_and_is_deterministic(tmp_path):
 # --------------------------------------------------------------------------- stage train_reward
 
 REPO = Path(__file__).resolve().parents[1]
-STAGE_PARAMS = {"seed": 1, "threads": 1, "epochs": 2, "batch_size": 16, "lr": 0.003, "weight_decay": 0.01,
+STAGE_PARAMS = {"seed": 1, "threads": 1, "device": "cpu", "epochs": 2, "batch_size": 16, "lr": 0.003, "weight_decay": 0.01,
                 "temperature": 0.1, "negative_threshold": 0.8, "latent_dim": 16, "layers": 1, "heads": 2, "ff_dim": 32,
                 "dropout": 0.0, "patch": 4, "test_replications": 2}
 
@@ -195,9 +195,17 @@ def test_train_reward_stage(tmp_path):
     model = load_reward_model(tmp_path / "reward.pt")
     assert model.config.latent_dim == 16 and float(model.std[0]) == 1.0
 
-    bad = dict(STAGE_PARAMS, negative_threshold=1.5)
-    result = CliRunner().invoke(_main(), _args(tmp_path, bad), catch_exceptions=False)
-    assert result.exit_code == 2 and "negative_threshold" in result.output
+    for bad, message in [({"negative_threshold": 1.5}, "'train_reward.negative_threshold' must be in [-1, 1]"),
+                         ({"heads": 3}, "'train_reward.latent_dim' 16 must be divisible by 'train_reward.heads' 3"),
+                         ({"test_replications": 0}, "train_reward.test_replications"),
+                         ({"lr": "fast"}, "parameter 'train_reward.lr' must be float, got 'fast'"),
+                         ({"temprature": 0.1}, "unknown parameter(s) train_reward.temprature"),
+                         ({"device": "tpu"}, "train_reward.device must be one of auto, cpu, cuda")]:
+        result = CliRunner().invoke(_main(), _args(tmp_path, dict(STAGE_PARAMS, **bad)), catch_exceptions=False)
+        assert result.exit_code == 2 and message in result.output, (bad, result.output)
+        assert len(result.output.strip().splitlines()) == 1
+    result = CliRunner().invoke(_main(), _args(tmp_path, {k: v for k, v in STAGE_PARAMS.items() if k != "device"}))
+    assert result.exit_code == 2 and "missing parameter 'train_reward.device'" in result.output
     (tmp_path / "embeddings.parquet").write_bytes(b"junk")
     result = CliRunner().invoke(_main(), _args(tmp_path, STAGE_PARAMS), catch_exceptions=False)
     assert result.exit_code == 2 and "embeddings.parquet" in result.output

@@ -2,8 +2,9 @@
 
 Schedules (``schedule``), forward noising, conversions, DDPM / DDIM steps and chains, DDIM
 inversion and a differentiable sampler (``sampling``), loss guidance and classifier-free guidance
-(``guidance``). Pure functions and frozen dataclasses: no hidden state, randomness only from an
-explicit generator or explicit noise.
+(``guidance``), the training loss and timesteps for x0, eps and v prediction (``loss``). Pure
+functions and frozen dataclasses: no hidden state, randomness only from an explicit generator or
+explicit noise.
 """
 
 from humandiff.diffusion.guidance import (
@@ -13,8 +14,17 @@ from humandiff.diffusion.guidance import (
     GuidanceMode,
     classifier_free_guidance,
 )
+from humandiff.diffusion.loss import (
+    TimestepSampler,
+    masked_mean,
+    prediction_loss,
+    prediction_target,
+    random_timesteps,
+)
 from humandiff.diffusion.sampling import (
+    PREDICTIONS,
     Prediction,
+    PredictionType,
     StepOutput,
     Trajectory,
     ddim_invert,
@@ -25,14 +35,14 @@ from humandiff.diffusion.sampling import (
     ddpm_step,
     eps_from_score,
     eps_from_x0,
-    prediction_target,
     q_posterior,
     q_sample,
-    random_timesteps,
     resolve_timesteps,
     score_from_eps,
     split_prediction,
     x0_from_eps,
+    x0_from_prediction,
+    x0_from_v,
 )
 from humandiff.diffusion.schedule import (
     CLEAN,
@@ -55,9 +65,12 @@ __all__ = [
     "GuidanceLoss",
     "GuidanceMode",
     "NoiseSchedule",
+    "PREDICTIONS",
     "Prediction",
+    "PredictionType",
     "Spacing",
     "StepOutput",
+    "TimestepSampler",
     "Trajectory",
     "alpha_bar_at",
     "as_timesteps",
@@ -76,6 +89,8 @@ __all__ = [
     "linear_schedule",
     "make_schedule",
     "make_timesteps",
+    "masked_mean",
+    "prediction_loss",
     "prediction_target",
     "q_posterior",
     "q_sample",
@@ -84,4 +99,6 @@ __all__ = [
     "score_from_eps",
     "split_prediction",
     "x0_from_eps",
+    "x0_from_prediction",
+    "x0_from_v",
 ]

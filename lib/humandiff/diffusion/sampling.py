@@ -3,8 +3,9 @@
 Pure functions over a :class:`~humandiff.diffusion.schedule.NoiseSchedule`. The denoiser is a
 callable ``model(x_t (B, ...), t (B,) long, **model_kwargs) -> (B, ...)`` that predicts either the
 clean data (``prediction="x0"``, MDM) or the noise (``prediction="eps"``, ScoreHMR); every step
-turns its output into the pair ``(x0_hat, eps_hat)``. Randomness comes only from an explicit
-``torch.Generator`` or explicit noise tensors.
+turns its output into the pair ``(x0_hat, eps_hat)``. A model trained to predict ``v``
+(:mod:`humandiff.diffusion.loss`) is sampled as the x0 denoiser :func:`x0_from_prediction` makes of
+it. Randomness comes only from an explicit ``torch.Generator`` or explicit noise tensors.
 
 Timesteps: a sampler walks a strictly decreasing list of model timesteps and then steps into
 ``CLEAN`` (-1, ``alpha_bar = 1``); :func:`ddim_invert` walks the same list backwards, from
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Literal, Mapping, NamedTuple, Sequence, get_args
 
 import torch
 from torch import Tensor
@@ -43,7 +44,12 @@ from humandiff.diffusion.schedule import (
 )
 from humandiff.io.artifacts import ArtifactError
 
+#: What the samplers take: the model predicts the clean data or the noise.
 Prediction = Literal["x0", "eps"]
+#: Every parametrisation a denoiser may be trained with (:mod:`humandiff.diffusion.loss`): the
+#: samplers' two and ``"v" = sqrt(ab) eps - sqrt(1 - ab) x0``, sampled through :func:`x0_from_prediction`.
+PredictionType = Literal["x0", "eps", "v"]
+PREDICTIONS: tuple[str, ...] = get_args(PredictionType)
 #: Per-step noise: ``(S, B, ...)`` or a sequence of ``S`` tensors ``(B, ...)``.
 StepNoise = Tensor | Sequence[Tensor]
 
@@ -95,20 +101,30 @@ def split_prediction(
     raise ArtifactError(f"split_prediction: parameter 'prediction' must be 'x0' or 'eps', got {prediction!r}")
 
 
-def prediction_target(prediction: Prediction, x0: Tensor, noise: Tensor) -> Tensor:
-    """The regression target of a denoiser trained on ``q_sample(schedule, x0, t, noise)``."""
-    if prediction == "x0":
-        return x0
-    if prediction == "eps":
-        return noise
-    raise ArtifactError(f"prediction_target: parameter 'prediction' must be 'x0' or 'eps', got {prediction!r}")
+def x0_from_v(schedule: NoiseSchedule, x_t: Tensor, t: int | Tensor, v: Tensor) -> Tensor:
+    """``sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v`` for ``v = sqrt(ab) eps - sqrt(1 - ab) x0``, ``(B, ...)``."""
+    return gather_at(schedule.sqrt_alphas_cumprod, t, x_t) * x_t - gather_at(
+        schedule.sqrt_one_minus_alphas_cumprod, t, x_t
+    ) * v
 
 
-def random_timesteps(
-    schedule: NoiseSchedule, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu"
+def x0_from_prediction(
+    schedule: NoiseSchedule, x_t: Tensor, t: int | Tensor, output: Tensor, prediction: PredictionType
 ) -> Tensor:
-    """Training timesteps drawn uniformly from ``[0, T)``, LongTensor ``(batch_size,)``."""
-    return torch.randint(0, schedule.num_timesteps, (batch_size,), generator=generator, device=device)
+    """The clean estimate ``x0_hat`` ``(B, ...)`` of a model output ``(B, ...)`` of any :data:`PredictionType`.
+
+    ``"x0"`` returns ``output`` itself (no arithmetic); ``"eps"`` is :func:`x0_from_eps`, ``"v"``
+    :func:`x0_from_v`. This is how a ``"v"`` model reaches the samplers: wrap it into an x0 denoiser.
+    """
+    if prediction == "x0":
+        return output
+    if prediction == "eps":
+        return x0_from_eps(schedule, x_t, t, output)
+    if prediction == "v":
+        return x0_from_v(schedule, x_t, t, output)
+    raise ArtifactError(
+        f"x0_from_prediction: parameter 'prediction' must be one of {', '.join(PREDICTIONS)}, got {prediction!r}"
+    )
 
 
 def q_posterior(

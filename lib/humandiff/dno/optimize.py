@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from humandiff.diffusion import Denoiser, NoiseSchedule, Spacing, ddim_invert, ddim_sample
+from humandiff.diffusion import Denoiser, NoiseSchedule, Prediction, Spacing, ddim_invert, ddim_sample
 from humandiff.io.artifacts import ArtifactError
 from humandiff.dno.criteria import content_loss, decorrelation_loss, total_loss
 
@@ -163,17 +163,19 @@ def ddim_solver(
     model_kwargs: Mapping[str, Any] | None = None,
     checkpoint: bool = False,
     spacing: Spacing = "trailing",
+    prediction: Prediction = "x0",
 ) -> Solver:
-    """The ODE solver of Eq. 2: deterministic DDIM (eta 0, no clipping) of an x0-predicting denoiser.
+    """The ODE solver of Eq. 2: deterministic DDIM (eta 0, no clipping) of the denoiser.
 
     ``model(x_t, t, **model_kwargs)`` (e.g. the prior with an empty text and a frame mask) must be
-    deterministic: a ``nn.Module`` still in training mode (dropout) is refused.
+    deterministic: a ``nn.Module`` still in training mode (dropout) is refused. ``prediction``:
+    what it predicts (the prior's ``MDMConfig.prediction``; MDM's is x0).
     """
     if isinstance(model, nn.Module) and model.training:
         raise ArtifactError("ddim_solver: the model is in training mode (dropout); call model.eval() first")
 
     def solve(z: Tensor) -> Tensor:
-        return ddim_sample(model, z, schedule, num_steps=ddim_steps, spacing=spacing, prediction="x0", eta=0.0,
+        return ddim_sample(model, z, schedule, num_steps=ddim_steps, spacing=spacing, prediction=prediction, eta=0.0,
                            model_kwargs=model_kwargs, checkpoint=checkpoint, differentiable=True)
 
     return solve
@@ -188,9 +190,12 @@ def invert_motion(
     *,
     model_kwargs: Mapping[str, Any] | None = None,
     spacing: Spacing = "trailing",
+    prediction: Prediction = "x0",
 ) -> Tensor:
-    """DDIM inversion of normalised motions ``x0`` (B, T, D) to the noise ``x_T`` (B, T, D) DNO starts from."""
-    return ddim_invert(model, x0, schedule, num_steps=steps, spacing=spacing, prediction="x0", model_kwargs=model_kwargs)
+    """DDIM inversion of normalised motions ``x0`` (B, T, D) to the noise ``x_T`` (B, T, D) DNO starts from;
+    ``prediction`` as in :func:`ddim_solver`."""
+    return ddim_invert(model, x0, schedule, num_steps=steps, spacing=spacing, prediction=prediction,
+                       model_kwargs=model_kwargs)
 
 
 def invert_closest(
@@ -203,6 +208,7 @@ def invert_closest(
     *,
     model_kwargs: Mapping[str, Any] | None = None,
     spacing: Spacing = "trailing",
+    prediction: Prediction = "x0",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Per input, the DDIM inversion among ``step_counts`` whose decode ``solver(z)`` is closest to it.
 
@@ -210,13 +216,13 @@ def invert_closest(
     chosen noise (B, T, D), the step count each input kept (B,) and the chosen noise's decode
     (B, T, D), so that a caller measuring the start does not solve again. With an inexact prior
     no step count is best for every input (the pipeline records each task's choice and distance
-    as ``inversion_steps`` and ``inversion_mpjpe_cm``).
+    as ``inversion_steps`` and ``inversion_mpjpe_cm``). ``prediction`` as in :func:`ddim_solver`.
     """
     if not step_counts:
         raise ArtifactError("invert_closest: parameter 'step_counts' is empty")
     best: tuple[Tensor, Tensor, Tensor, Tensor] | None = None  # noise, decode, error, steps
     for steps in step_counts:
-        z = invert_motion(model, schedule, x0, steps, model_kwargs=model_kwargs, spacing=spacing)
+        z = invert_motion(model, schedule, x0, steps, model_kwargs=model_kwargs, spacing=spacing, prediction=prediction)
         with torch.no_grad():
             decoded = solver(z)
             error = total_loss(_terms(reconstruction, decoded, x0.shape[0])).detach()

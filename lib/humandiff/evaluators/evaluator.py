@@ -10,14 +10,16 @@ MultiModality are measured (:mod:`humandiff.eval.t2m`).
 Training follows Guo et al.'s contrastive matching objective: the margin loss
 ``d(pos)^2 + relu(margin - d(neg))^2`` on Euclidean distances, here with every other pair of the
 batch as a negative (Guo et al. use one shifted pair) and pairs sharing a caption excluded. An
-InfoNCE variant on negative distances is available (``loss="infonce"``).
+InfoNCE variant on negative distances is available (``loss="info_nce"``; ``infonce``, the old
+spelling, is accepted too). The training loop is the one shared with the reward model
+(:mod:`humandiff.evaluators.contrastive`).
 
 This model is used only to measure; the SoPo reward is a separate model (:mod:`humandiff.evaluators.tmr`).
 """
 
 from __future__ import annotations
 
-import copy
+import functools
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
@@ -26,9 +28,17 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
-from tqdm import tqdm
 
 from humandiff.eval.t2m import R_PRECISION_BATCH, r_precision_replications
+from humandiff.evaluators.contrastive import (
+    ContrastiveHistory,
+    fixed_batches,
+    mean_batch_loss,
+    model_device,
+    pad_clips,
+    register_statistics,
+    train_contrastive,
+)
 from humandiff.io import ArtifactError, load_checkpoint, restore_state, save_checkpoint
 from humandiff.motion.hml3d import CONTACTS, FEATURE_DIM
 from humandiff.text.tokens import WORD_DIM, TokenTable
@@ -97,7 +107,8 @@ class MotionEncoder(nn.Module):
         hidden = self.conv1(motion.transpose(1, 2))  # (B, C, T // 2)
         # Zeroing the half-rate steps past each clip's end makes a clip's embedding independent of
         # how long the other clips of its batch are (the second conv would read them).
-        half = torch.arange(hidden.shape[2])[None, :] < torch.div(lengths, 2, rounding_mode="floor")[:, None]
+        half = (torch.arange(hidden.shape[2], device=hidden.device)[None, :]
+                < torch.div(lengths, 2, rounding_mode="floor")[:, None])
         hidden = self.conv2(hidden * half[:, None, :]).transpose(1, 2)  # (B, T // 4, C)
         down = torch.div(lengths, DOWNSAMPLE, rounding_mode="floor").clamp(min=1, max=hidden.shape[1])
         return self.output(_bigru_final(self.gru, self.input(hidden), down))
@@ -128,14 +139,7 @@ class MatchingEvaluator(nn.Module):
                  eval_std: np.ndarray | None = None) -> None:
         super().__init__()
         self.config = config
-        mean = np.zeros(FEATURE_DIM, np.float32) if eval_mean is None else np.asarray(eval_mean, np.float32)
-        std = np.ones(FEATURE_DIM, np.float32) if eval_std is None else np.asarray(eval_std, np.float32)
-        if mean.shape != (FEATURE_DIM,) or std.shape != (FEATURE_DIM,):
-            raise ArtifactError(f"eval_mean/eval_std have shapes {mean.shape}/{std.shape}, expected ({FEATURE_DIM},)")
-        if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
-            raise ArtifactError("eval_mean/eval_std must be finite with eval_std > 0")
-        self.register_buffer("eval_mean", torch.from_numpy(mean.copy()))
-        self.register_buffer("eval_std", torch.from_numpy(std.copy()))
+        register_statistics(self, eval_mean, eval_std, ("eval_mean", "eval_std"), "eval_mean/eval_std")
         self.motion_encoder = MotionEncoder(config)
         self.text_encoder = TextEncoder(config)
 
@@ -150,7 +154,7 @@ class MatchingEvaluator(nn.Module):
         """Raw features (B, T, 263), zero-padded after ``lengths`` (B,) -> embeddings (B, E)."""
         if features.shape[1] < DOWNSAMPLE:
             raise ArtifactError(f"motion features have {features.shape[1]} frames, need >= {DOWNSAMPLE}")
-        valid = torch.arange(features.shape[1])[None, :] < lengths[:, None]
+        valid = torch.arange(features.shape[1], device=features.device)[None, :] < lengths[:, None]
         motion = self.prepare_motion(features) * valid[..., None]
         return self.motion_encoder(motion, lengths)
 
@@ -163,67 +167,33 @@ class MatchingEvaluator(nn.Module):
     @torch.no_grad()
     def embed_motions(self, clips: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """Embeddings (N, E) float64 of raw clips (T_i, 263), each cropped to a multiple of 4 frames."""
+        device = model_device(self)
         was_training = self.training
         self.eval()
         out = []
         for start in range(0, len(clips), batch_size):
             chunk = [clip[: len(clip) // DOWNSAMPLE * DOWNSAMPLE] for clip in clips[start : start + batch_size]]
             features, lengths = pad_clips(chunk)
-            out.append(self.encode_motion(features, lengths).double().numpy())
+            out.append(self.encode_motion(features.to(device), lengths.to(device)).double().cpu().numpy())
         self.train(was_training)
         return np.concatenate(out, 0) if out else np.zeros((0, self.config.embed_dim))
 
     @torch.no_grad()
     def embed_texts(self, table: TokenTable, rows: np.ndarray | Sequence[int], batch_size: int = 256) -> np.ndarray:
         """Embeddings (N, E) float64 of token-table rows (N,)."""
+        device = model_device(self)
         was_training = self.training
         self.eval()
         rows = np.asarray(rows, dtype=np.int64)
         out = []
         for start in range(0, len(rows), batch_size):
             words, lengths = table.embed(rows[start : start + batch_size])
-            out.append(self.encode_text(words, lengths).double().numpy())
+            out.append(self.encode_text(words.to(device), lengths.to(device)).double().cpu().numpy())
         self.train(was_training)
         return np.concatenate(out, 0) if out else np.zeros((0, self.config.embed_dim))
 
 
 # --------------------------------------------------------------------------- batches
-
-
-def pad_clips(clips: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-padded (B, T_max, D) float32 and lengths (B,) int64 from clips (T_i, D)."""
-    if not clips:
-        raise ArtifactError("pad_clips: no clips")
-    lengths = np.array([len(c) for c in clips], dtype=np.int64)
-    if lengths.min() < 1:
-        raise ArtifactError("pad_clips: a clip has no frames")
-    out = np.zeros((len(clips), int(lengths.max()), clips[0].shape[-1]), np.float32)
-    for row, clip in enumerate(clips):
-        out[row, : len(clip)] = clip
-    return torch.from_numpy(out), torch.from_numpy(lengths)
-
-
-def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
-                            buckets: int = 8) -> list[np.ndarray]:
-    """Index batches (each of 2..batch_size clips) covering a shuffled order of ``lengths`` (N,).
-
-    Each run of ``buckets`` batches' worth of shuffled clips is sorted by length before it is
-    cut, so a batch holds clips of similar length (less padding); the batches come in shuffled
-    order. ``buckets`` 1 gives plain shuffled batches. A final single clip is dropped (a
-    contrastive batch needs a negative).
-    """
-    if batch_size < 2 or buckets < 1:
-        raise ArtifactError(f"batches: batch_size {batch_size} must be >= 2 and buckets {buckets} >= 1")
-    lengths = np.asarray(lengths)
-    order = rng.permutation(len(lengths))
-    batches = []
-    span = batch_size * buckets
-    for start in range(0, len(order), span):
-        chunk = order[start : start + span]
-        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
-    batches = [b for b in batches if len(b) >= 2]
-    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def random_crop(clip: np.ndarray, rng: np.random.Generator, unit: int = DOWNSAMPLE) -> np.ndarray:
@@ -297,13 +267,17 @@ def info_nce_matching_loss(text: torch.Tensor, motion: torch.Tensor, caption_row
     """Symmetric InfoNCE on logits -d(t_i, m_j) / temperature over (B, E) embeddings; pairs with
     the same caption (other than the diagonal) are left out of the denominators."""
     logits = -euclidean_distances(text, motion) / temperature
-    keep = _negative_mask(caption_rows) | torch.eye(len(text), dtype=torch.bool)
+    keep = _negative_mask(caption_rows) | torch.eye(len(text), dtype=torch.bool, device=text.device)
     logits = logits.masked_fill(~keep, float("-inf"))
-    target = torch.arange(len(text))
+    target = torch.arange(len(text), device=text.device)
     return 0.5 * (nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(logits.T, target))
 
 
 # --------------------------------------------------------------------------- training
+
+
+#: Accepted values of ``EvaluatorTraining.loss``: ``infonce`` is the old spelling of ``info_nce``.
+LOSSES = ("margin", "info_nce", "infonce")
 
 
 @dataclass(frozen=True)
@@ -322,8 +296,8 @@ class EvaluatorTraining:
     val_replications: int = 5
 
     def __post_init__(self) -> None:
-        if self.loss not in ("margin", "infonce"):
-            raise ArtifactError(f"evaluator training: 'loss' must be margin or infonce, got {self.loss!r}")
+        if self.loss not in LOSSES:
+            raise ArtifactError(f"evaluator training: 'loss' must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         for name in ("epochs", "batch_size", "lr", "margin", "temperature", "grad_clip", "val_replications"):
             if not getattr(self, name) > 0:
                 raise ArtifactError(f"evaluator training: '{name}' must be > 0, got {getattr(self, name)!r}")
@@ -332,16 +306,13 @@ class EvaluatorTraining:
 
 
 @dataclass
-class EvaluatorHistory:
+class EvaluatorHistory(ContrastiveHistory):
     """Per-epoch curves (val R-precision NaN for a val split under 32 clips) and the chosen epoch (1-based)."""
 
-    train_loss: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
     val_top1: list[float] = field(default_factory=list)
     val_top2: list[float] = field(default_factory=list)
     val_top3: list[float] = field(default_factory=list)
     val_mm_dist: list[float] = field(default_factory=list)
-    best_epoch: int = 0
 
 
 def matching_loss(model: MatchingEvaluator, features: torch.Tensor, lengths: torch.Tensor, words: torch.Tensor,
@@ -354,8 +325,8 @@ def matching_loss(model: MatchingEvaluator, features: torch.Tensor, lengths: tor
     return info_nce_matching_loss(text, motion, caption_rows, options.temperature)
 
 
-def _collate(data: CaptionedClips, table: TokenTable, chosen: np.ndarray, captions: np.ndarray,
-             rng: np.random.Generator, crop: bool) -> tuple[torch.Tensor, ...]:
+def _collate(data: CaptionedClips, chosen: np.ndarray, captions: np.ndarray, rng: np.random.Generator, *,
+             table: TokenTable, crop: bool) -> tuple[torch.Tensor, ...]:
     """One batch: raw features (B, T, 263), lengths (B,), word vectors (B, L, 384), word lengths (B,),
     caption rows (B,). ``crop``: Guo et al.'s random crops, else each clip's leading multiple of 4 frames."""
     clips = [random_crop(data.clips[i], rng) if crop else data.clips[i][: len(data.clips[i]) // DOWNSAMPLE * DOWNSAMPLE]
@@ -368,14 +339,13 @@ def _collate(data: CaptionedClips, table: TokenTable, chosen: np.ndarray, captio
 def validate(model: MatchingEvaluator, data: CaptionedClips, table: TokenTable, options: EvaluatorTraining,
              ) -> dict[str, float]:
     """Val loss, and R-precision top-1/2/3 and MM-Dist (batches of 32, ``val_replications`` draws of
-    captions; NaN when the split has fewer than 32 clips)."""
+    captions; NaN when the split has fewer than 32 clips). Leaves the model in train mode."""
     model.eval()
     rng = np.random.default_rng([options.seed, 1])
     captions = data.sample_captions(rng)
-    batches = [b for b in np.array_split(np.arange(len(data)), -(-len(data) // options.batch_size)) if len(b) >= 2]
-    with torch.no_grad():
-        losses = [float(matching_loss(model, *_collate(data, table, chosen, captions, rng, crop=False), options))
-                  for chosen in batches]
+    loss = mean_batch_loss(model, data, fixed_batches(len(data), options.batch_size), captions, rng,
+                           functools.partial(_collate, table=table, crop=False),
+                           functools.partial(matching_loss, options=options))
     if len(data) >= R_PRECISION_BATCH:
         motion = model.embed_motions(data.clips)
         texts = [model.embed_texts(table, data.sample_captions(rng)) for _ in range(options.val_replications)]
@@ -383,45 +353,18 @@ def validate(model: MatchingEvaluator, data: CaptionedClips, table: TokenTable, 
     else:
         summary = dict.fromkeys(("top1", "top2", "top3", "mm_dist"), float("nan"))
     model.train()
-    return {"loss": float(np.mean(losses)) if losses else float("nan"), **summary}
+    return {"loss": loss, **summary}
 
 
 def train_evaluator(model: MatchingEvaluator, train: CaptionedClips, val: CaptionedClips, table: TokenTable,
                     options: EvaluatorTraining, progress: bool = True) -> EvaluatorHistory:
     """Train with Adam; keep the epoch with the lowest val loss (as Guo et al.), scoring val R-precision
-    on the way. Returns the curves; ``model`` ends with the chosen weights, in eval mode."""
-    if len(val) < 2:
-        raise ArtifactError(f"evaluator training: the val split has {len(val)} clips, needs >= 2")
-    torch.manual_seed(options.seed)
-    rng = np.random.default_rng(options.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-    history = EvaluatorHistory()
-    best_loss, best_state = None, None
-    model.train()
-    for epoch in range(1, options.epochs + 1):
-        losses = []
-        batches = length_bucketed_batches(np.array([len(c) for c in train.clips]), options.batch_size, rng)
-        captions = train.sample_captions(rng)
-        for chosen in tqdm(batches, desc=f"evaluator epoch {epoch}/{options.epochs}", disable=not progress, leave=False):
-            loss = matching_loss(model, *_collate(train, table, chosen, captions, rng, crop=True), options)
-            if not torch.isfinite(loss):
-                raise ArtifactError(f"evaluator training: non-finite loss at epoch {epoch}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
-            optimizer.step()
-            losses.append(float(loss.detach()))
-        scores = validate(model, val, table, options)
-        history.train_loss.append(float(np.mean(losses)))
-        history.val_loss.append(scores["loss"])
-        for name in ("top1", "top2", "top3", "mm_dist"):
-            getattr(history, f"val_{name}").append(scores[name])
-        if best_loss is None or scores["loss"] < best_loss:
-            best_loss, best_state = scores["loss"], copy.deepcopy(model.state_dict())
-            history.best_epoch = epoch
-    model.load_state_dict(best_state)
-    model.eval()
-    return history
+    on the way (:func:`humandiff.evaluators.contrastive.train_contrastive`, on the model's device).
+    Returns the curves; ``model`` ends with the chosen weights, in eval mode."""
+    return train_contrastive(model, train, val, options, EvaluatorHistory(), name="evaluator",
+                             optimizer=torch.optim.Adam, collate=functools.partial(_collate, table=table, crop=True),
+                             loss=functools.partial(matching_loss, options=options),
+                             validate=lambda m: validate(m, val, table, options), progress=progress)
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -12,13 +12,15 @@ latent-matching losses (only the contrastive term, which is what the reward uses
 grouped into patches of ``patch`` frames before the transformer (TMR: 1); fewer and narrower
 layers by default (TMR: 6 layers, 256-d, 4 heads, ff 1024; :data:`PAPER_CONFIG`).
 
+The training loop is the one shared with the evaluator (:mod:`humandiff.evaluators.contrastive`).
+
 The reward model is separate from the evaluator (:mod:`humandiff.evaluators.evaluator`) and never
 enters a reported metric: a policy tuned against it must be judged by the other model.
 """
 
 from __future__ import annotations
 
-import copy
+import functools
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -27,11 +29,19 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from humandiff.eval.t2m import R_PRECISION_BATCH, r_precision_batch
+from humandiff.evaluators.contrastive import (
+    ContrastiveHistory,
+    fixed_batches,
+    mean_batch_loss,
+    model_device,
+    pad_clips,
+    register_statistics,
+    to_device,
+    train_contrastive,
+)
 from humandiff.io import ArtifactError, load_checkpoint, restore_state, save_checkpoint
-from humandiff.evaluators.evaluator import length_bucketed_batches, pad_clips
 from humandiff.motion.hml3d import FEATURE_DIM
 from humandiff.text.encoder import EMBEDDING_DIM
 
@@ -54,7 +64,7 @@ class RewardConfig:
             if not getattr(self, name) > 0:
                 raise ArtifactError(f"reward config: '{name}' must be > 0, got {getattr(self, name)!r}")
         if self.latent_dim % self.heads:
-            raise ArtifactError(f"reward config: latent_dim {self.latent_dim} must be divisible by heads {self.heads}")
+            raise ArtifactError(f"reward config: 'latent_dim' {self.latent_dim} must be divisible by 'heads' {self.heads}")
         if not 0.0 <= self.dropout < 1.0:
             raise ArtifactError(f"reward config: 'dropout' must be in [0, 1), got {self.dropout!r}")
 
@@ -106,7 +116,7 @@ class MotionTransformer(nn.Module):
             raise ArtifactError(f"reward model: {frames} frames exceed {self.positions.shape[0] - 1} tokens of {self.patch}")
         hidden = torch.cat([self.summary.expand(batch, -1, -1), self.project(tokens)], 1)
         hidden = hidden + self.positions[: hidden.shape[1]]
-        keep = torch.cat([torch.ones(batch, 1, dtype=torch.bool), token_mask], 1)
+        keep = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=token_mask.device), token_mask], 1)
         hidden = self.encoder(hidden, src_key_padding_mask=~keep)
         return nn.functional.normalize(self.output(self.norm(hidden[:, 0])), dim=-1)
 
@@ -137,14 +147,7 @@ class RewardModel(nn.Module):
     def __init__(self, config: RewardConfig, mean: np.ndarray | None = None, std: np.ndarray | None = None) -> None:
         super().__init__()
         self.config = config
-        mean = np.zeros(FEATURE_DIM, np.float32) if mean is None else np.asarray(mean, np.float32)
-        std = np.ones(FEATURE_DIM, np.float32) if std is None else np.asarray(std, np.float32)
-        if mean.shape != (FEATURE_DIM,) or std.shape != (FEATURE_DIM,):
-            raise ArtifactError(f"reward mean/std have shapes {mean.shape}/{std.shape}, expected ({FEATURE_DIM},)")
-        if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
-            raise ArtifactError("reward mean/std must be finite with std > 0")
-        self.register_buffer("mean", torch.from_numpy(mean.copy()))
-        self.register_buffer("std", torch.from_numpy(std.copy()))
+        register_statistics(self, mean, std, ("mean", "std"), "reward mean/std")
         self.motion_encoder = MotionTransformer(config)
         self.text_encoder = SentenceEncoder(config)
 
@@ -188,7 +191,7 @@ def filtered_info_nce(text: torch.Tensor, motion: torch.Tensor, caption_embeddin
     too_similar = (captions @ captions.T) > threshold
     too_similar.fill_diagonal_(False)
     logits = logits.masked_fill(too_similar, float("-inf"))
-    target = torch.arange(len(text))
+    target = torch.arange(len(text), device=text.device)
     return 0.5 * (nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(logits.T, target))
 
 
@@ -245,14 +248,11 @@ class RewardTraining:
 
 
 @dataclass
-class RewardHistory:
+class RewardHistory(ContrastiveHistory):
     """Per-epoch curves and the chosen epoch (1-based)."""
 
-    train_loss: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
     val_top1: list[float] = field(default_factory=list)
     val_top3: list[float] = field(default_factory=list)
-    best_epoch: int = 0
 
 
 def _padded(clips: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -260,17 +260,33 @@ def _padded(clips: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return features, torch.arange(features.shape[1])[None, :] < lengths[:, None]
 
 
+def _collate(data: CaptionedMotions, chosen: np.ndarray, captions: np.ndarray,
+             rng: np.random.Generator | None = None) -> tuple[torch.Tensor, ...]:
+    """One batch: raw features (B, T, 263), mask (B, T) and caption embeddings (B, 384) from ``captions`` (N, 384)."""
+    features, mask = _padded([data.clips[i] for i in chosen])
+    return features, mask, torch.from_numpy(captions[chosen])
+
+
+def _batch_loss(model: RewardModel, features: torch.Tensor, mask: torch.Tensor, caption_batch: torch.Tensor,
+                options: RewardTraining) -> torch.Tensor:
+    """The filtered InfoNCE of one collated batch."""
+    return filtered_info_nce(model.encode_text(caption_batch), model.encode_motion(features, mask), caption_batch,
+                             options.temperature, options.negative_threshold)
+
+
 @torch.no_grad()
 def embed_pairs(model: RewardModel, clips: Sequence[np.ndarray], caption_embeddings: np.ndarray,
                 batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Unit latents of motions (N, D) and of their captions (N, D), float64."""
+    device = model_device(model)
     was_training = model.training
     model.eval()
     motions, texts = [], []
     for start in range(0, len(clips), batch_size):
-        features, mask = _padded(clips[start : start + batch_size])
-        motions.append(model.encode_motion(features, mask).double().numpy())
-        texts.append(model.encode_text(torch.from_numpy(caption_embeddings[start : start + batch_size])).double().numpy())
+        features, mask = to_device(_padded(clips[start : start + batch_size]), device)
+        captions = torch.from_numpy(caption_embeddings[start : start + batch_size]).to(device)
+        motions.append(model.encode_motion(features, mask).double().cpu().numpy())
+        texts.append(model.encode_text(captions).double().cpu().numpy())
     model.train(was_training)
     return np.concatenate(motions), np.concatenate(texts)
 
@@ -297,63 +313,31 @@ def retrieval_scores(model: RewardModel, data: CaptionedMotions, rng: np.random.
             "matched_reward": float(np.mean(positive)), "mismatched_reward": float(np.mean(negative))}
 
 
-@torch.no_grad()
 def contrastive_loss(model: RewardModel, data: CaptionedMotions, options: RewardTraining, batch_size: int = 64) -> float:
     """Mean filtered InfoNCE of ``data`` in fixed batches (index order) with each clip's first caption."""
-    was_training = model.training
-    model.eval()
-    losses = []
-    for chosen in [b for b in np.array_split(np.arange(len(data)), -(-len(data) // batch_size)) if len(b) >= 2]:
-        features, mask = _padded([data.clips[i] for i in chosen])
-        captions = torch.from_numpy(np.stack([data.caption_embeddings[i][0] for i in chosen]).astype(np.float32))
-        losses.append(float(filtered_info_nce(model.encode_text(captions), model.encode_motion(features, mask), captions,
-                                              options.temperature, options.negative_threshold)))
-    model.train(was_training)
-    return float(np.mean(losses))
+    first = np.stack([embeddings[0] for embeddings in data.caption_embeddings]).astype(np.float32)
+    return mean_batch_loss(model, data, fixed_batches(len(data), batch_size), first, None, _collate,
+                           functools.partial(_batch_loss, options=options))
+
+
+def validate(model: RewardModel, data: CaptionedMotions, options: RewardTraining) -> dict[str, float]:
+    """Val loss, and retrieval top-1/top-3 over 2 caption draws (NaN for a split under 32 clips)."""
+    loss = contrastive_loss(model, data, options)
+    if len(data) >= R_PRECISION_BATCH:
+        scores = retrieval_scores(model, data, np.random.default_rng([options.seed, 1]), replications=2)
+    else:
+        scores = {"top1": float("nan"), "top3": float("nan")}
+    return {"loss": loss, "top1": scores["top1"], "top3": scores["top3"]}
 
 
 def train_reward(model: RewardModel, train: CaptionedMotions, val: CaptionedMotions, options: RewardTraining,
                  progress: bool = True) -> RewardHistory:
     """Train with AdamW and the filtered InfoNCE; keep the epoch with the lowest val loss, scoring val
-    retrieval on the way (NaN for a val split under 32 clips)."""
-    if len(val) < 2:
-        raise ArtifactError(f"reward training: the val split has {len(val)} clips, needs >= 2")
-    torch.manual_seed(options.seed)
-    rng = np.random.default_rng(options.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-    history = RewardHistory()
-    best_loss, best_state = None, None
-    for epoch in range(1, options.epochs + 1):
-        model.train()
-        batches = length_bucketed_batches(np.array([len(c) for c in train.clips]), options.batch_size, rng)
-        captions = train.sample_captions(rng)
-        losses = []
-        for chosen in tqdm(batches, desc=f"reward epoch {epoch}/{options.epochs}", disable=not progress, leave=False):
-            features, mask = _padded([train.clips[i] for i in chosen])
-            caption_batch = torch.from_numpy(captions[chosen])
-            loss = filtered_info_nce(model.encode_text(caption_batch), model.encode_motion(features, mask), caption_batch,
-                                     options.temperature, options.negative_threshold)
-            if not torch.isfinite(loss):
-                raise ArtifactError(f"reward training: non-finite loss at epoch {epoch}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
-            optimizer.step()
-            losses.append(float(loss.detach()))
-        val_loss = contrastive_loss(model, val, options)
-        if len(val) >= R_PRECISION_BATCH:
-            scores = retrieval_scores(model, val, np.random.default_rng([options.seed, 1]), replications=2)
-        else:
-            scores = {"top1": float("nan"), "top3": float("nan")}
-        history.train_loss.append(float(np.mean(losses)))
-        history.val_loss.append(val_loss)
-        history.val_top1.append(scores["top1"])
-        history.val_top3.append(scores["top3"])
-        if best_loss is None or val_loss < best_loss:
-            best_loss, best_state, history.best_epoch = val_loss, copy.deepcopy(model.state_dict()), epoch
-    model.load_state_dict(best_state)
-    model.eval()
-    return history
+    retrieval on the way (NaN for a val split under 32 clips); the loop is
+    :func:`humandiff.evaluators.contrastive.train_contrastive`, on the model's device."""
+    return train_contrastive(model, train, val, options, RewardHistory(), name="reward", optimizer=torch.optim.AdamW,
+                             collate=_collate, loss=functools.partial(_batch_loss, options=options),
+                             validate=lambda m: validate(m, val, options), progress=progress)
 
 
 # --------------------------------------------------------------------------- checkpoints

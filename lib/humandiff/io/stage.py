@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import os
+import re
 import sys
+import time
+import types
+import typing
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Collection
 
 import click
 
-from humandiff.io import ArtifactError, load_params
+from humandiff.io import ArtifactError, atomic_path, load_params
+
+#: Each stage's wall time, keyed by DVC stage name, under the repository root (``DVC_ROOT``).
+PIPELINE_TIMES = Path("reports/metrics/pipeline.json")
 
 
 def offline_environment() -> None:
@@ -20,23 +29,119 @@ def offline_environment() -> None:
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
-def stage_params(params_file: str | Path, section: str, required: dict[str, type]) -> dict:
-    """The ``section`` of params.yaml, with each required key present and of the right type."""
+def _section(params_file: str | Path, section: str) -> dict:
     values = load_params(params_file, section)
     if not isinstance(values, dict):
         raise ArtifactError(f"{params_file}: section '{section}' must be a mapping")
+    return values
+
+
+def _checked(params_file: str | Path, section: str, key: str, value: Any, kind: type | tuple[type, ...]) -> Any:
+    """``value`` of ``section.key`` if it is of ``kind`` (an int is taken for a float, as a float); else a one-line error."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = "/".join("null" if k is type(None) else k.__name__ for k in kinds)
+        raise ArtifactError(f"{params_file}: parameter '{section}.{key}' must be {names}, got {value!r}")
+    return value
+
+
+def stage_params(params_file: str | Path, section: str, required: dict[str, type]) -> dict:
+    """The ``section`` of params.yaml, with each required key present and of the right type."""
+    values = _section(params_file, section)
     for key, kind in required.items():
         if key not in values:
             raise ArtifactError(f"{params_file}: missing parameter '{section}.{key}'")
-        value = values[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-            values[key] = value
-        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-            names = "/".join(k.__name__ for k in kinds)
-            raise ArtifactError(f"{params_file}: parameter '{section}.{key}' must be {names}, got {value!r}")
+        values[key] = _checked(params_file, section, key, values[key], kind)
     return values
+
+
+def _param_types(hint: Any) -> tuple[type, ...]:
+    """The YAML value types a config field's annotation accepts (``int``, ``float | None``, ``tuple[int, ...]``)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return tuple(kind for arg in typing.get_args(hint) for kind in _param_types(arg))
+    if hint is None or hint is type(None):
+        return (type(None),)
+    if origin is typing.Literal:
+        return tuple(dict.fromkeys(type(arg) for arg in typing.get_args(hint)))
+    if origin in (list, tuple) or hint in (list, tuple):
+        return (list,)
+    if origin is dict or hint is dict:
+        return (dict,)
+    if hint in (int, float, str, bool):
+        return (hint,)
+    raise TypeError(f"section_config: a config field of type {hint!r} has no params.yaml counterpart")
+
+
+def _config_fields(config: type) -> dict[str, tuple[tuple[type, ...], bool]]:
+    """Field name -> (accepted YAML types, has a default) of a config dataclass."""
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"section_config: {config!r} is not a dataclass")
+    hints = typing.get_type_hints(config)
+    return {f.name: (_param_types(hints[f.name]),
+                     f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING)
+            for f in dataclasses.fields(config) if f.init}
+
+
+def section_config(params_file: str | Path, section: str, config: type | tuple[type, ...],
+                   extra: dict[str, type | tuple[type, ...]] | None = None, *,
+                   defaults: Collection[str] = ()) -> tuple[Any, dict]:
+    """The config dataclass(es) built from the ``section`` of params.yaml, checked against their fields.
+
+    ``config`` is a dataclass, or a tuple of dataclasses sharing the section (a key that names a
+    field of several goes to each). The section holds their fields and the ``extra`` keys (stage
+    settings such as ``threads``, with their types as for :func:`stage_params`), nothing else. Each
+    key is required except the fields named in ``defaults``, which the section may leave at the
+    class default. A value's type is the field's annotation (an int is taken for a float).
+
+    Returns the config (a tuple of configs, in ``config``'s order, for a tuple) and the section's
+    checked values. An unknown, missing or mistyped key, and an error of a config's own checks, is
+    one line naming ``params_file`` and ``section.key``.
+    """
+    classes = config if isinstance(config, tuple) else (config,)
+    accepted: dict[str, tuple[tuple[type, ...], bool]] = {}
+    for cls in classes:
+        for name, (kinds, has_default) in _config_fields(cls).items():
+            previous = accepted.get(name)
+            accepted[name] = (kinds if previous is None else tuple(k for k in previous[0] if k in kinds),
+                              has_default and (previous is None or previous[1]))
+    for name, kind in (extra or {}).items():
+        if name in accepted:
+            raise TypeError(f"section_config: extra key {name!r} is a config field")
+        accepted[name] = (kind if isinstance(kind, tuple) else (kind,), False)
+    for name in defaults:
+        if name not in accepted or not accepted[name][1] or name in (extra or {}):
+            raise TypeError(f"section_config: {name!r} in defaults is not a config field with a default")
+
+    values = _section(params_file, section)
+    unknown = sorted(set(values) - set(accepted))
+    if unknown:
+        raise ArtifactError(f"{params_file}: unknown parameter(s) {', '.join(f'{section}.{k}' for k in unknown)} "
+                            f"(allowed: {', '.join(sorted(accepted))})")
+    for name, (kinds, _) in accepted.items():
+        if name not in values:
+            if name in defaults:
+                continue
+            raise ArtifactError(f"{params_file}: missing parameter '{section}.{name}'")
+        values[name] = _checked(params_file, section, name, values[name], kinds)
+
+    built = []
+    for cls in classes:
+        names = _config_fields(cls)
+        try:
+            built.append(cls(**{name: values[name] for name in names if name in values}))
+        except ArtifactError as exc:
+            raise ArtifactError(f"{params_file}: {_qualified(str(exc), section, names)}") from None
+    return (tuple(built) if isinstance(config, tuple) else built[0]), values
+
+
+def _qualified(message: str, section: str, names: Collection[str]) -> str:
+    """A config's error with its quoted field names (before ", got") written as ``'section.name'``."""
+    head, got, tail = message.partition(", got ")
+    head = re.sub(r"'(\w+)'", lambda m: f"'{section}.{m[1]}'" if m[1] in names else m[0], head)
+    return f"{head}{got}{tail}".splitlines()[0]
 
 
 def positive(params_file: str | Path, section: str, values: dict, *keys: str) -> None:
@@ -46,17 +151,45 @@ def positive(params_file: str | Path, section: str, values: dict, *keys: str) ->
             raise ArtifactError(f"{params_file}: parameter '{section}.{key}' must be > 0, got {values[key]!r}")
 
 
+def record_stage_time(stage: str, seconds: float, root: str | Path) -> None:
+    """Set ``stage``'s wall time in ``root``/reports/metrics/pipeline.json (atomically).
+
+    The file is a metric of the whole pipeline (top-level ``metrics`` in dvc.yaml), not an output
+    of any stage, so no stage depends on a wall-clock figure and a rerun changes no stage's hash.
+    """
+    path = Path(root) / PIPELINE_TIMES
+    try:
+        times = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):  # a damaged file is rebuilt, not fatal
+        times = {}
+    if not isinstance(times, dict):
+        times = {}
+    times[stage] = {"seconds": round(seconds, 1)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(dict(sorted(times.items())), indent=2) + "\n")
+
+
 def run_stage(main: Callable) -> Callable:
-    """Decorator for a click command: offline env; ArtifactError/ValueError -> one line on stderr, exit 2."""
+    """Decorator for a click command: offline env; ArtifactError/ValueError -> one line on stderr, exit 2.
+
+    Under ``dvc repro`` (which sets ``DVC_STAGE`` and ``DVC_ROOT``) a successful run records its
+    wall time with :func:`record_stage_time`.
+    """
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         offline_environment()
+        start = time.perf_counter()
         try:
-            return main(*args, **kwargs)
+            result = main(*args, **kwargs)
         except (ArtifactError, ValueError, FileNotFoundError) as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             click.echo(f"error: {message}", err=True)
             sys.exit(2)
+        stage, root = os.environ.get("DVC_STAGE"), os.environ.get("DVC_ROOT")
+        if stage and root:
+            record_stage_time(stage, time.perf_counter() - start, root)
+        return result
 
     return wrapper

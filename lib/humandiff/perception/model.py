@@ -167,8 +167,8 @@ class PerceptionNet(nn.Module):
                                     nn.BatchNorm2d(config.layout_channels), nn.ReLU(inplace=True))
         # It also reads the pose head's own estimate (soft-argmax xy, integral depth; detached): with
         # left/right-labelled joints the body's orientation becomes geometry, which a small regressor
-        # learns from far fewer examples than orientation from appearance alone (in our trials the
-        # appearance-only regressor stayed at the mean pose for 500 steps). HybrIK and Pose2Mesh
+        # learns from far fewer examples than orientation from appearance alone (an appearance-only
+        # regressor stays at the mean pose far longer). HybrIK and Pose2Mesh
         # likewise build the mesh on top of keypoint evidence.
         regressor_in = w[4] + config.layout_channels * config.token_grid**2 + 3 * config.num_joints + params
         self.regressor = nn.Sequential(

@@ -3,7 +3,8 @@
 A transformer encoder over the frames of normalised 263-d HumanML3D features. The denoising
 timestep and the caption's 384-d sentence embedding are embedded, summed and enter as one extra
 token in front of the frames; sinusoidal positions are added to every token; padded frames are
-hidden from attention by a key padding mask. The network predicts the clean motion ``x0``.
+hidden from attention by a key padding mask. The network predicts the clean motion ``x0`` (as MDM;
+``MDMConfig.prediction`` may make it the noise instead, which training and sampling both read).
 
 ``frames_per_token = P > 1`` (not in MDM, which uses 1) lets one token carry P consecutive frames:
 attention and feed-forward cost drop about P-fold, which is what makes a useful prior trainable
@@ -11,29 +12,27 @@ in minutes on two CPU cores (HumanML3D already crops in units of 4 frames, and 4
 downsampling is what token-based text-to-motion models use on this data). Tokens overlap: a
 strided convolution (window 2P, stride P) reads each token's P frames plus P/2 on either side,
 and a transposed one writes 2P frames per token, overlap-added, so neighbouring tokens blend at
-their boundary. Plain per-token linear maps left a visible step every P frames (measured: 3x the
-frame-to-frame acceleration at token boundaries, 5x the jitter of real motion).
+their boundary, where plain per-token linear maps leave a visible step every P frames.
 Classifier-free guidance: training zeroes the caption embedding of a share of the batch
 (``cond_drop``), so the zero embedding is the "no text" condition at sampling time.
 
-Two departures from MDM, both options, both measured on this corpus (800 training steps, top-3
-R-precision of 160 samples: 0.40 as MDM, 0.50 with standardised captions, 0.62 with both):
-captions are standardised by the training captions' per-dimension mean and std (sentence
-embeddings share one large common direction, so the raw input barely tells captions apart), and
-``conditioning = "adaln"`` adds DiT's adaptive layer norm (adaLN-Zero), which puts the condition
-into every block instead of one token the frames must learn to attend to. Two more are training
-and input options measured the same way (0.63 -> 0.78 together, README "The text-to-motion
-prior"): :func:`training_timesteps` can draw a share of each batch from the top noise levels,
+Two departures from MDM, both options (the trials behind each are in docs/prior.md): captions
+are standardised by the training captions' per-dimension mean and std (sentence embeddings share
+one large common direction, so the raw input barely tells captions apart), and ``conditioning =
+"adaln"`` adds DiT's adaptive layer norm (adaLN-Zero), which puts the condition into every block
+instead of one token the frames must learn to attend to. Two more are training and input
+options: :func:`training_timesteps` can draw a share of each batch from the top noise levels,
 where a long redundant clip's content is decided, and ``clause_slots`` adds one embedding per
 action clause of the caption after the sentence embedding (:mod:`humandiff.text.clauses`).
 A fifth, ``word_tokens``, lets every adaLN block read the caption's word pieces by
 cross-attention (one encoder layer over the words, keys and values shared by all blocks), so the
-order and the objects of several actions need not survive mean pooling (measured in the README,
-"The text-to-motion prior").
+order and the objects of several actions need not survive mean pooling.
 
 Besides the network this module holds the training loss (per sample, for reuse by preference
-fine-tuning), optional geometric losses on joints recovered with ``recover_from_ric``, a sampler
-(DDIM + classifier-free guidance over the shared diffusion core) and load/save helpers.
+fine-tuning; the denoising term and the timesteps are the diffusion core's,
+:mod:`humandiff.diffusion.loss`), optional geometric losses on joints recovered with
+``recover_from_ric``, a sampler (DDIM + classifier-free guidance over the shared diffusion core) and
+load/save helpers.
 """
 
 from __future__ import annotations
@@ -42,7 +41,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, get_args
 
 import numpy as np
 import torch
@@ -53,11 +52,15 @@ from tqdm import tqdm
 from humandiff.diffusion import (
     Denoiser,
     NoiseSchedule,
+    Prediction,
+    TimestepSampler,
     classifier_free_guidance,
     ddim_sample,
     make_schedule,
-    prediction_target,
+    masked_mean,
+    prediction_loss,
     q_sample,
+    x0_from_prediction,
 )
 from humandiff.io.artifacts import ArtifactError, load_torch, save_json, save_torch
 from humandiff.motion.hml3d import recover_from_ric
@@ -68,6 +71,8 @@ CONTACT_SLICE = slice(259, 263)
 #: How the condition (timestep + caption) enters the transformer: "token", MDM's one extra input
 #: token; "adaln", that token plus DiT's adaptive layer norm (adaLN-Zero) in every block.
 CONDITIONING = ("token", "adaln")
+#: What the network may predict: what the core's samplers take (MDM: "x0").
+PREDICTION: tuple[str, ...] = get_args(Prediction)
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,8 @@ class MDMConfig:
     #: each frame token also carries its place in its clip (k / valid tokens, 0..1); False: the absolute index
     #: alone, as MDM. A several-action caption's clauses fall at fractions of the clip, not at fixed frames
     clip_progress: bool = False
+    #: what the network predicts, read by training and sampling: "x0", the clean motion (MDM), or "eps", the noise
+    prediction: str = "x0"
 
     @property
     def summary_dim(self) -> int:
@@ -134,10 +141,14 @@ class MDMConfig:
             raise ArtifactError(f"MDMConfig: parameter 'frames_per_token' must be 1 or even, got {self.frames_per_token}")
         if self.schedule not in ("cosine", "linear"):
             raise ArtifactError(f"MDMConfig: parameter 'schedule' must be 'cosine' or 'linear', got {self.schedule!r}")
+        if self.prediction not in PREDICTION:
+            raise ArtifactError(f"MDMConfig: parameter 'prediction' must be one of {', '.join(PREDICTION)}, "
+                                f"got {self.prediction!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], ignore_unknown: bool = False) -> "MDMConfig":
-        """Config from a mapping (e.g. config.json); unknown keys are an error unless ``ignore_unknown``."""
+        """Config from a mapping (e.g. config.json); unknown keys are an error unless ``ignore_unknown``,
+        absent ones take their defaults (a config.json older than a field loads as before it)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown and not ignore_unknown:
@@ -216,7 +227,8 @@ class AdaLNBlock(nn.Module):
 
 
 class MotionDiffusionModel(nn.Module):
-    """MDM-style denoiser: ``(x_t (B, T, 263), t (B,), text_emb (B, C), mask (B, T)) -> x0_hat (B, T, 263)``.
+    """MDM-style denoiser: ``(x_t (B, T, 263), t (B,), text_emb (B, C), mask (B, T)) -> x0_hat (B, T, 263)``
+    (or ``eps_hat`` with ``config.prediction = "eps"``).
 
     ``C = config.condition_dim``: the 384-d sentence embedding, followed by ``clause_slots``
     clause embeddings when the config has them (:mod:`humandiff.text.clauses`), then ``word_tokens``
@@ -413,12 +425,6 @@ class GeometryWeights:
         return self.joints > 0 or self.velocity > 0 or self.foot_contact > 0
 
 
-def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """Per-sample mean (B,) of ``values`` (B, T, ...) over the frames where ``mask`` (B, T) is True."""
-    weights = mask.to(values.dtype).reshape(mask.shape + (1,) * (values.dim() - 2)).expand_as(values)
-    return (values * weights).flatten(1).sum(1) / weights.flatten(1).sum(1).clamp(min=1.0)
-
-
 def geometry_losses(pred: Tensor, target: Tensor, mask: Tensor, weights: GeometryWeights) -> dict[str, Tensor]:
     """Per-sample geometric losses (B,) for normalised features ``pred``/``target`` (B, T, 263)."""
     mean, std = weights.mean.to(pred), weights.std.to(pred)
@@ -427,15 +433,15 @@ def geometry_losses(pred: Tensor, target: Tensor, mask: Tensor, weights: Geometr
     pair_mask = mask[:, 1:] & mask[:, :-1]
     losses: dict[str, Tensor] = {}
     if weights.joints > 0:
-        losses["joints"] = _masked_mean((joints_pred - joints_true).square(), mask)
+        losses["joints"] = masked_mean((joints_pred - joints_true).square(), mask)
     if weights.velocity > 0:
         velocity_error = joints_pred.diff(dim=1) - joints_true.diff(dim=1)
-        losses["velocity"] = _masked_mean(velocity_error.square(), pair_mask)
+        losses["velocity"] = masked_mean(velocity_error.square(), pair_mask)
     if weights.foot_contact > 0:
         contact = ((target[..., CONTACT_SLICE] * std[CONTACT_SLICE] + mean[CONTACT_SLICE]) > 0.5)[:, :-1]
         foot_velocity = joints_pred[:, :, list(FOOT_CONTACT_JOINTS)].diff(dim=1)
         planted = foot_velocity.square() * contact[..., None].to(pred.dtype)
-        losses["foot_contact"] = _masked_mean(planted, pair_mask)
+        losses["foot_contact"] = masked_mean(planted, pair_mask)
     return losses
 
 
@@ -449,21 +455,25 @@ def denoising_loss(
     text_emb: Tensor | None,
     mask: Tensor,
     geometry: GeometryWeights | None = None,
+    prediction: Prediction = MDMConfig.prediction,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Per-sample loss (B,) of the x0-predicting denoiser on ``x0`` (B, T, 263) at timesteps ``t`` (B,).
+    """Per-sample loss (B,) of the denoiser on ``x0`` (B, T, 263) at timesteps ``t`` (B,).
 
-    Masked mean squared error over real frames plus the weighted geometric losses; returns the
-    total and its parts (each (B,)). ``noise`` (B, T, 263) makes it deterministic, so a reference
-    and a fine-tuned model can be scored on the same draw (preference fine-tuning).
+    ``prediction`` is what the model predicts (its config's). The core's denoising loss
+    (:func:`humandiff.diffusion.prediction_loss`, a mean squared error over real frames) plus the
+    weighted geometric losses of the clean estimate; returns the total and its parts (each (B,)).
+    ``noise`` (B, T, 263) makes it deterministic, so a reference and a fine-tuned model can be
+    scored on the same draw (preference fine-tuning). With ``"eps"`` the clean estimate divides by
+    sqrt(alpha_bar_t), so the geometric losses of the top levels are loud unless ``signal_weighted``.
     """
     x_t = q_sample(schedule, x0, t, noise)
-    pred = model(x_t, t, text_emb=text_emb, mask=mask)
-    target = prediction_target("x0", x0, noise)
-    parts = {"mse": _masked_mean((pred.float() - target).square(), mask)}
+    pred = model(x_t, t, text_emb=text_emb, mask=mask).float()
+    parts = {"mse": prediction_loss(schedule, pred, x0, noise, t, prediction, mask=mask)}
     total = parts["mse"]
     if geometry is not None and geometry.active:
         level_weight = schedule.alphas_cumprod.to(pred.device)[t].float() if geometry.signal_weighted else 1.0
-        for name, value in geometry_losses(pred.float(), target, mask, geometry).items():
+        x0_hat = x0_from_prediction(schedule, x_t, t, pred, prediction)
+        for name, value in geometry_losses(x0_hat, x0, mask, geometry).items():
             parts[name] = value
             total = total + getattr(geometry, name) * level_weight * value
     return total, parts
@@ -476,27 +486,15 @@ def training_timesteps(
     high_noise_share: float = 0.0,
     high_noise_fraction: float = 0.1,
 ) -> Tensor:
-    """Training timesteps (B,) int64: uniform in [0, T), except a ``high_noise_share`` of the batch
-    drawn uniformly from the top ``high_noise_fraction`` of the levels.
+    """Training timesteps (B,) int64 of the core's :class:`humandiff.diffusion.TimestepSampler`: uniform
+    in [0, T), except a ``high_noise_share`` of the batch from the top ``high_noise_fraction`` of the levels.
 
-    Why: a clip is a long, smooth, redundant signal, so the network can average the noise away
-    over many frames and x_t still gives the motion away down to very low signal-to-noise
-    ratios. A sample's content is therefore decided in the last few percent of the levels (on
-    this corpus the one-call x0 estimate from t = 0.95 T already scores the caption's motion as
-    well as the final sample does), which uniform sampling visits one batch row in ten or
-    twenty. With ``high_noise_share = 0`` no extra random numbers are drawn.
+    Why here: a clip is a long, smooth, redundant signal, so x_t gives the motion away down to very
+    low signal-to-noise ratios; on this corpus the one-call x0 estimate from t = 0.95 T already
+    scores the caption's motion as well as the final sample does, and uniform sampling visits
+    those levels one batch row in ten or twenty.
     """
-    if not 0.0 <= high_noise_share <= 1.0:
-        raise ArtifactError(f"training_timesteps: parameter 'high_noise_share' must lie in [0, 1], got {high_noise_share}")
-    if not 0.0 < high_noise_fraction <= 1.0:
-        raise ArtifactError(f"training_timesteps: parameter 'high_noise_fraction' must lie in (0, 1], got {high_noise_fraction}")
-    T = schedule.num_timesteps
-    t = torch.randint(0, T, (batch_size,), generator=generator)
-    if high_noise_share == 0.0:
-        return t
-    top = max(1, round(T * high_noise_fraction))
-    high = torch.rand(batch_size, generator=generator) < high_noise_share
-    return torch.where(high, T - 1 - torch.randint(0, top, (batch_size,), generator=generator), t)
+    return TimestepSampler(high_noise_share, high_noise_fraction)(schedule, batch_size, generator)
 
 
 def training_loss(
@@ -509,12 +507,13 @@ def training_loss(
     geometry: GeometryWeights | None = None,
     high_noise_share: float = 0.0,
     high_noise_fraction: float = 0.1,
+    prediction: Prediction = MDMConfig.prediction,
 ) -> tuple[Tensor, dict[str, float]]:
     """Scalar training loss for a collated batch (see :func:`humandiff.motion.dataset.collate_motion`).
 
     Timesteps come from :func:`training_timesteps` (uniform in [0, T) by default); ``cond_drop``
-    of the samples get a zero caption embedding (classifier-free guidance). All randomness comes
-    from ``generator``.
+    of the samples get a zero caption embedding (classifier-free guidance); ``prediction`` is the
+    model config's. All randomness comes from ``generator``.
     """
     if "text_emb" not in batch:
         raise ArtifactError("training_loss: the batch has no field 'text_emb' (load the split with its embeddings file)")
@@ -523,7 +522,8 @@ def training_loss(
     t = training_timesteps(schedule, B, generator, high_noise_share, high_noise_fraction)
     noise = torch.randn(x0.shape, generator=generator)
     keep = (torch.rand(B, generator=generator) >= cond_drop).to(text.dtype)
-    total, parts = denoising_loss(model, schedule, x0, t, noise, text_emb=text * keep[:, None], mask=mask, geometry=geometry)
+    total, parts = denoising_loss(model, schedule, x0, t, noise, text_emb=text * keep[:, None], mask=mask, geometry=geometry,
+                                  prediction=prediction)
     return total.mean(), {name: float(value.detach().mean()) for name, value in parts.items()}
 
 
@@ -532,7 +532,7 @@ def training_loss(
 
 
 def guided_denoiser(model: nn.Module, text_emb: Tensor | None, guidance_scale: float = 2.5) -> Denoiser:
-    """A denoiser ``(x_t, t, mask=...) -> x0_hat`` with the caption and classifier-free guidance bound.
+    """A denoiser ``(x_t, t, mask=...) -> prediction`` (x0_hat as MDM) with the caption and classifier-free guidance bound.
 
     ``text_emb`` (B, condition_dim) or ``None`` (unconditional, as DNO runs the prior). ``guidance_scale``
     1 gives the plain conditional model; MDM samples with 2.5.
@@ -603,7 +603,7 @@ def generate(
         mask = torch.arange(t_max)[None, :] < torch.tensor([full[i] for i in chunk])[:, None]
         emb = None if text_emb is None else text_emb[torch.as_tensor(chunk)].float()
         denoiser = guided_denoiser(model, emb, guidance_scale)
-        out = ddim_sample(denoiser, x_T, schedule, num_steps=num_steps, prediction="x0", eta=eta,
+        out = ddim_sample(denoiser, x_T, schedule, num_steps=num_steps, prediction=model.config.prediction, eta=eta,
                           noise=step_noise, model_kwargs={"mask": mask})
         for b, i in enumerate(chunk):
             results[i] = out[b, : lengths[i]].clone()

@@ -186,12 +186,13 @@ def _mean_over_ranks(value: float, info: DistInfo) -> float:
 
 class DrawsOn(TorchFunctionMode):
     """Within it, ``torch.rand``/``randn``/``randint``/``randperm`` called with a CPU ``generator``
-    and no ``device`` draw on the CPU, as ever, and return the numbers on ``device``.
+    (and no device, or the CPU) draw on the CPU, as ever, and return the numbers on ``device``.
 
     The loop's loss functions draw from a CPU generator (one stream for every device, so CPU and
     CUDA runs see the same random numbers) and combine the draws with the batch; this puts the
-    draws where the batch is without the loss functions knowing about devices. Any other call
-    passes through unchanged.
+    draws where the batch is without the loss functions knowing about devices (a CPU generator
+    can only draw on the CPU, so a ``device="cpu"`` default there is no choice of the caller's).
+    Any other call passes through unchanged.
     """
 
     FACTORIES = frozenset({torch.rand, torch.randn, torch.randint, torch.randperm})
@@ -204,8 +205,8 @@ class DrawsOn(TorchFunctionMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         generator = kwargs.get("generator")
-        if (func in self.FACTORIES and kwargs.get("device") is None and generator is not None
-                and generator.device.type == "cpu"):
+        if (func in self.FACTORIES and generator is not None and generator.device.type == "cpu"
+                and torch.device(kwargs.get("device") or "cpu").type == "cpu"):
             return out.to(self.device)
         return out
 
