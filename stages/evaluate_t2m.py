@@ -37,6 +37,7 @@ from humandiff.evaluators.evaluator import load_evaluator, random_crop
 from humandiff.prior.sampler import PriorSampler
 from humandiff.io.stage import positive, run_stage, stage_params
 from humandiff.text.clauses import split_clauses
+from humandiff.train.device import resolve_device
 
 SECTION = "evaluate_t2m"
 PARAMS = {"seed": int, "threads": int, "replications": int, "sample_sets": int, "diversity_times": int,
@@ -80,8 +81,9 @@ def main(params_file: str, evaluator_file: str, index_file: str, features_file: 
     if p["sample_sets"] > p["replications"]:
         raise ArtifactError(f"{params_file}: parameter '{SECTION}.sample_sets' {p['sample_sets']} exceeds "
                             f"replications {p['replications']} (each replication scores one set)")
+    device = resolve_device(p.get("device", "cpu"), f"{params_file}: parameter '{SECTION}.device'")
     torch.set_num_threads(p["threads"])
-    evaluator = load_evaluator(evaluator_file)
+    evaluator = load_evaluator(evaluator_file).to(device)  # it embeds on its parameters' device, returns numpy
     test = load_motion_split(index_file, features_file, None, "test")
     real_clips = [test.clip(k) for k in range(len(test))]
     samples, first_set = load_generated(samples_file, samples_index_file)
@@ -103,7 +105,8 @@ def main(params_file: str, evaluator_file: str, index_file: str, features_file: 
     if p["sample_sets"] > 1 or p["mm_texts"]:
         from humandiff.prior.mdm import sample_set_seed
 
-        sampler = PriorSampler(mdm_model, mdm_config, mean_std_file, embeddings_file, settings, p["sample_batch_size"])
+        sampler = PriorSampler(mdm_model, mdm_config, mean_std_file, embeddings_file, settings, p["sample_batch_size"],
+                               device=device)
         sample_conditions = sampler.conditions(sample_captions) if p["sample_sets"] > 1 else None
         for k in range(1, p["sample_sets"]):
             click.echo(f"sample set {k + 1} of {p['sample_sets']}")

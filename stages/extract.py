@@ -28,6 +28,7 @@ from humandiff.io.artifacts import atomic_path
 from humandiff.perception.model import HEATMAP_STRIDE, evaluate_predictions, load_perception, predict
 from humandiff.motion.video import write_image
 from humandiff.io.stage import positive, run_stage, stage_params
+from humandiff.train.device import on_device, resolve_device
 
 SECTION = "extract"
 PARAMS = {"sets": list, "batch_size": int, "threads": int, "refine_window": int, "chunk_images": int, "sheet_images": int}
@@ -139,6 +140,7 @@ def main(params_file: str, images_dir: str, model_file: str, render_metrics: str
     if unknown or "test" not in p["sets"] or len(set(p["sets"])) != len(p["sets"]):
         raise ArtifactError(f"{params_file}: parameter '{SECTION}.sets' must list distinct sets of {SET_NAMES} including 'test', got {p['sets']}")
     body_path = stage_params(params_file, "body", {"model_path": str})["model_path"]
+    device = resolve_device(p.get("device", "cpu"), f"{params_file}: parameter '{SECTION}.device'")
     torch.set_num_threads(p["threads"])
     index = load_index(images_dir)
     absent = [s for s in p["sets"] if not (index["set"] == s).any()]
@@ -149,7 +151,7 @@ def main(params_file: str, images_dir: str, model_file: str, render_metrics: str
     except (OSError, ValueError, KeyError) as exc:
         raise ArtifactError(f"{render_metrics}: cannot read field 'render_images_per_s' ({type(exc).__name__})") from None
     model, extra = load_perception(model_file)
-    model = model.fast_layout()
+    model = on_device(model.fast_layout(), device)  # the network on the device; decoding on the CPU
     sigma = float(extra.get("sigma", 1.0))
     body_model = load_body_model(body_path)
 

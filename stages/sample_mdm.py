@@ -23,6 +23,7 @@ from humandiff.prior.sampler import PriorSampler
 from humandiff.motion.hml3d import recover_from_ric
 from humandiff.motion.video import contact_sheet_row, write_image, write_video
 from humandiff.io.stage import positive, run_stage, stage_params
+from humandiff.train.device import resolve_device
 
 SECTION = "sample_mdm"
 PARAMS = {"seed": int, "threads": int, "ddim_steps": int, "guidance_scale": float, "eta": float, "batch_size": int,
@@ -51,11 +52,12 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, model_dir: str, o
     for key in ("max_clips", "videos", "sheet_rows", "eta"):
         if p[key] < 0:
             raise ValueError(f"{params_file}: parameter '{SECTION}.{key}' must be >= 0, got {p[key]!r}")
+    device = resolve_device(p.get("device", "cpu"), f"{params_file}: parameter '{SECTION}.device'")
     torch.set_num_threads(p["threads"])
     hml = Path(hml_dir)
     settings = {"ddim_steps": p["ddim_steps"], "guidance_scale": p["guidance_scale"], "eta": p["eta"]}
     sampler = PriorSampler(Path(model_dir) / "model.pt", Path(model_dir) / "config.json", hml / "mean_std.npz",
-                           embeddings_file, settings, p["batch_size"])
+                           embeddings_file, settings, p["batch_size"], device=device)
     if p["ddim_steps"] > sampler.config.diffusion_steps:
         raise ValueError(f"{params_file}: parameter '{SECTION}.ddim_steps' must be <= the model's "
                          f"{sampler.config.diffusion_steps} diffusion steps")

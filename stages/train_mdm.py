@@ -32,6 +32,7 @@ from humandiff.prior.mdm import (
 from humandiff.io.stage import positive, run_stage, stage_params
 from humandiff.text.clauses import clause_conditions
 from humandiff.train import LoopConfig, init_distributed, shutdown_distributed, train, write_loss_curve
+from humandiff.train.device import resolve_device, to_device
 
 SECTION = "train_mdm"
 PARAMS = {
@@ -68,17 +69,18 @@ def with_conditions(split: MotionSplit, conditions: np.ndarray | None) -> Motion
 
 @torch.no_grad()
 def held_out_loss(model: MotionDiffusionModel, dataset: MotionTextDataset, config: MDMConfig, seed: int,
-                  batch_size: int = 64) -> float:
-    """Mean masked x0 MSE of ``model`` on every item of ``dataset`` at the VAL_LEVELS timesteps (fixed noise)."""
+                  batch_size: int = 64, device: torch.device | str = "cpu") -> float:
+    """Mean masked x0 MSE of ``model`` (on ``device``) on every item of ``dataset`` at the VAL_LEVELS
+    timesteps (fixed noise, drawn on the CPU whatever the device)."""
     schedule = config.noise_schedule()
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     total, count = 0.0, 0
     for start in range(0, len(dataset), batch_size):
-        batch = collate_motion([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        batch = to_device(collate_motion([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]), device)
         for level in VAL_LEVELS:
-            t = torch.full((batch["motion"].shape[0],), int(level * (config.diffusion_steps - 1)))
-            noise = torch.randn(batch["motion"].shape, generator=generator)
+            t = torch.full((batch["motion"].shape[0],), int(level * (config.diffusion_steps - 1))).to(device)
+            noise = torch.randn(batch["motion"].shape, generator=generator).to(device)
             loss, _ = denoising_loss(model, schedule, batch["motion"], t, noise, text_emb=batch["text_emb"], mask=batch["mask"],
                                      prediction=config.prediction)
             total += float(loss.sum())
@@ -122,8 +124,9 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
                       warmup_steps=p["warmup_steps"], lr_decay=p["lr_decay"], grad_clip=p["grad_clip"],
                       ema_decay=p["ema_decay"], checkpoint_every=p["checkpoint_every"], seed=p["seed"], bf16=p["bf16"],
                       length_buckets=p["length_buckets"])
+    device = resolve_device(p.get("device", "cpu"), f"{params_file}: parameter '{SECTION}.device'")
     torch.set_num_threads(p["threads"])
-    info = init_distributed()
+    info = init_distributed(device)
 
     hml = Path(hml_dir)
     inputs = [hml / "index.parquet", hml / "features.npz", hml / "mean_std.npz", Path(embeddings_file)]
@@ -131,8 +134,8 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
     train_split = with_conditions(load_motion_split(inputs[0], inputs[1], inputs[3], "train"), conditions)
     mean, std = load_mean_std(inputs[2])
     dataset = MotionTextDataset(train_split, mean, std, max_frames=p["max_frames"], seed=p["seed"])
-    # the thread count changes only float rounding: a run may resume with another one
-    fingerprint = {"params": {k: v for k, v in p.items() if k != "threads"}, "model": config.to_dict(),
+    # the thread count and the device change only float rounding: a run may resume with others
+    fingerprint = {"params": {k: v for k, v in p.items() if k not in ("threads", "device")}, "model": config.to_dict(),
                    "data": [file_digest(f) for f in inputs]}
 
     torch.manual_seed(p["seed"])  # the initial weights
@@ -147,13 +150,13 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
                       prediction=config.prediction)
     started = time.perf_counter()
     result = train(model, dataset, collate_motion, loss_fn, loop, checkpoint_file=checkpoint_file, fingerprint=fingerprint,
-                   lengths=dataset.crop_lengths(), stop_at=stop_at, desc=SECTION)
+                   lengths=dataset.crop_lengths(), stop_at=stop_at, desc=SECTION, device=device)
     if not info.is_main or result.step < loop.steps:
         shutdown_distributed()
         return
 
     out = Path(out_dir)
-    save_mdm(out / "model.pt", out / "config.json", result.ema.state_dict(), config)
+    save_mdm(out / "model.pt", out / "config.json", to_device(result.ema.state_dict(), "cpu"), config)
     write_loss_curve(plot_file, result.history)
     val_split = with_conditions(load_motion_split(inputs[0], inputs[1], inputs[3], "val"), conditions)
     val_set = MotionTextDataset(val_split, mean, std, max_frames=p["max_frames"], random=False)
@@ -166,7 +169,7 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
         "train_clips": len(train_split),
         "epochs": round(result.step * loop.batch_size / len(train_split), 2),
         "final_loss": float(np.mean([row["loss"] for row in tail])),
-        "val_loss_ema": held_out_loss(result.ema, val_set, config, p["seed"]),
+        "val_loss_ema": held_out_loss(result.ema, val_set, config, p["seed"], device=info.device),
         "train_seconds": round(result.total_seconds, 1),
         "train_seconds_this_run": round(result.wall_seconds, 1),
         "seconds_per_step": round(result.wall_seconds / max(result.steps_run, 1), 4),

@@ -31,6 +31,7 @@ from humandiff.perception.model import (
 )
 from humandiff.io.stage import positive, run_stage, stage_params
 from humandiff.train import LoopConfig, init_distributed, shutdown_distributed, train, write_loss_curve
+from humandiff.train.device import on_device, resolve_device
 
 SECTION = "train_perception"
 PARAMS = {
@@ -62,6 +63,7 @@ def main(params_file: str, images_dir: str, out_file: str, checkpoint_file: str,
     positive(params_file, SECTION, p, "threads", "steps", "batch_size", "lr", "checkpoint_every", "eval_batch_size",
              "sigma")
     body_path = stage_params(params_file, "body", {"model_path": str})["model_path"]
+    device = resolve_device(p.get("device", "cpu"), f"{params_file}: parameter '{SECTION}.device'")
     torch.set_num_threads(p["threads"])
     loop = LoopConfig(steps=p["steps"], batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"],
                       warmup_steps=p["warmup_steps"], lr_decay=p["lr_decay"], grad_clip=p["grad_clip"],
@@ -95,26 +97,29 @@ def main(params_file: str, images_dir: str, out_file: str, checkpoint_file: str,
     fingerprint = {"index": file_digest(Path(images_dir) / "index.parquet"), "config": config.to_dict(),
                    "weights": weights.__dict__, "body": str(body_path),
                    **{k: p[k] for k in ("colour_jitter", "teacher_fraction", "teacher_pixel_noise", "teacher_depth_noise")}}
-    info = init_distributed()
+    info = init_distributed(device)
+    body_model.to(info.device)  # the loss poses it with the batch
     cpu_started = time.process_time()
     result = train(model, dataset, dataset.collate, loss_fn, loop, checkpoint_file=checkpoint_file,
-                   fingerprint=fingerprint, stop_at=stop_at, desc="train_perception")
+                   fingerprint=fingerprint, stop_at=stop_at, desc="train_perception", device=device)
     if result.step < loop.steps or not info.is_main:
         shutdown_distributed()
         return
 
     cpu_per_step = (time.process_time() - cpu_started) / max(result.steps_run, 1)
+    body_model.cpu()  # predict decodes on the CPU; only the network runs on the device
     ema = result.ema.eval()
     val_metrics: dict[str, float] = {}
     if (index["set"] == "val").any():
         _, val = load_image_set(images_dir, "val", TRAINING_FIELDS, index=index)
         started = time.perf_counter()
-        predictions = predict(ema, val["image"], val["intrinsics"], body_model, p["eval_batch_size"], p["sigma"])
+        predictions = predict(on_device(ema, info.device), val["image"], val["intrinsics"], body_model, p["eval_batch_size"],
+                              p["sigma"])
         val_seconds = time.perf_counter() - started
         val_metrics = {f"val_{k}": round(v, 4) for k, v in evaluate_predictions(predictions, val).items()}
         val_metrics["val_images"] = len(val["image"])
         val_metrics["val_images_per_s"] = round(len(val["image"]) / val_seconds, 2)
-    save_perception(out_file, ema, {"sigma": p["sigma"], "steps": result.step, "train_images": len(dataset)})
+    save_perception(out_file, ema.cpu(), {"sigma": p["sigma"], "steps": result.step, "train_images": len(dataset)})
     write_loss_curve(plot_file, result.history, CURVE_COLUMNS)
     steps_run = max(result.steps_run, 1)
     save_json(metrics_file, {

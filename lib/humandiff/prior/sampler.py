@@ -18,6 +18,7 @@ import torch
 from humandiff.motion.dataset import load_embeddings, load_mean_std
 from humandiff.prior.mdm import generate, load_mdm
 from humandiff.text.clauses import caption_conditions
+from humandiff.train.device import on_device
 
 
 class SamplerSettings(TypedDict):
@@ -29,11 +30,18 @@ class SamplerSettings(TypedDict):
 
 
 class PriorSampler:
-    """Draws raw motions (T, 263) from the MDM prior for captions and lengths, with fixed sampler settings."""
+    """Draws raw motions (T, 263) from the MDM prior for captions and lengths, with fixed sampler settings.
+
+    ``device``: where the network runs (resolved, e.g. by :func:`humandiff.train.device.resolve_device`);
+    the noise, the DDIM updates and the results stay on the CPU, so the same seed draws the same
+    noise on every device.
+    """
 
     def __init__(self, model_file: str | Path, config_file: str | Path, mean_std_file: str | Path,
-                 embeddings_file: str | Path, settings: SamplerSettings, batch_size: int) -> None:
+                 embeddings_file: str | Path, settings: SamplerSettings, batch_size: int,
+                 device: torch.device | str = "cpu") -> None:
         self.model, self.config = load_mdm(model_file, config_file)
+        self.network = on_device(self.model, device)
         self.mean, self.std = load_mean_std(mean_std_file, "model")
         self.embeddings_file, self.embeddings = str(embeddings_file), load_embeddings(embeddings_file)
         self.settings, self.batch_size = settings, batch_size
@@ -45,7 +53,7 @@ class PriorSampler:
 
     def __call__(self, conditions: np.ndarray, lengths: list[int], seed: int) -> list[np.ndarray]:
         """One raw motion (T_i, 263) per row of ``conditions`` (from :meth:`conditions`) and length."""
-        motions = generate(self.model, self.config.noise_schedule(), torch.from_numpy(conditions), lengths,
+        motions = generate(self.network, self.config.noise_schedule(), torch.from_numpy(conditions), lengths,
                            num_steps=int(self.settings["ddim_steps"]),
                            guidance_scale=float(self.settings["guidance_scale"]), eta=float(self.settings["eta"]),
                            seed=seed, batch_size=self.batch_size, progress=True)

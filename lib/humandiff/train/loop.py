@@ -3,15 +3,23 @@
 ``train(model, dataset, collate, loss_fn, config, checkpoint_file=...)`` optimises ``model`` with
 AdamW for ``config.steps`` steps over batches of ``dataset`` and keeps an EMA copy of it.
 
+- **Runs where it is told**: ``device`` (see :func:`humandiff.train.device.resolve_device`) holds
+  the model, the optimiser state and every batch; ``loss_fn`` still draws its random numbers from
+  the step's CPU generator (so a CUDA run draws the very numbers a CPU run does), and on another
+  device the loop runs it under :class:`DrawsOn`, which moves those draws to the device. On the
+  CPU nothing of this touches a tensor, so CPU runs are what they were before ``device`` existed.
 - **Runs unchanged under torchrun**: with ``WORLD_SIZE > 1`` in the environment it joins a
-  process group (gloo on CPU, nccl on GPU), wraps the model in DistributedDataParallel and gives
-  each rank its shard of every epoch through ``DistributedSampler``; ``config.batch_size`` is the
-  global batch, split evenly over the ranks. Only rank 0 writes files.
+  process group (gloo on CPU, nccl on GPU, each rank on ``cuda:LOCAL_RANK``), wraps the model in
+  DistributedDataParallel and gives each rank its shard of every epoch through
+  ``DistributedSampler``; ``config.batch_size`` is the global batch, split evenly over the ranks.
+  Only rank 0 writes files.
 - **Resumable**: every ``checkpoint_every`` steps (and at the end) rank 0 atomically writes
   model, EMA, optimiser, step, loss history, elapsed training time and a fingerprint of the run
   (config, a digest of the code and whatever the caller adds, e.g. data hashes). On start, a
   checkpoint with the same fingerprint is resumed; any other is ignored and overwritten, so a rerun
-  after a code change trains afresh instead of "resuming" the finished run.
+  after a code change trains afresh instead of "resuming" the finished run. Checkpoints hold CPU
+  tensors and load onto whatever device the resuming run uses (the device is not part of the
+  fingerprint): a run begun on a GPU can finish on the CPU and vice versa.
 - **Deterministic**: every source of randomness is a function of ``(seed, step, rank)`` or
   ``(seed, epoch)``: the global torch RNG (dropout) is reseeded at every step and ``loss_fn``
   gets a fresh generator per step, batches come from ``DistributedSampler(seed, epoch)``, and the
@@ -26,6 +34,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Sequence
@@ -35,11 +44,13 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.overrides import TorchFunctionMode
 from torch.utils.data import Dataset, DistributedSampler
 from tqdm import tqdm
 
 from humandiff.io.artifacts import ArtifactError, atomic_path, load_torch, save_torch
 from humandiff.io.digests import code_digest
+from humandiff.train.device import to_device
 from humandiff.train.ema import ema_copy, ema_decay_at, ema_update
 
 #: ``loss_fn(model, batch, generator) -> (scalar loss, {name: float})``.
@@ -125,19 +136,33 @@ class DistInfo:
         return self.rank == 0
 
 
-def init_distributed() -> DistInfo:
-    """Join the process group that torchrun describes in the environment (no-op for one process)."""
+def init_distributed(device: torch.device | str | None = None) -> DistInfo:
+    """Join the process group that torchrun describes in the environment (no-op for one process).
+
+    ``device``: where this process computes (resolved, e.g. by
+    :func:`humandiff.train.device.resolve_device`); a CUDA device means ``cuda:LOCAL_RANK`` under
+    torchrun, with nccl, and the CPU means gloo. ``None`` keeps the default from before devices
+    were a setting: the CPU for one process, CUDA (when available) for several. Every call of a
+    process should name the same device: the first one that joins the group picks its backend.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if device is None:
+        use_cuda = torch.cuda.is_available() and world_size > 1
+    else:
+        device = torch.device(device)
+        use_cuda = device.type == "cuda"
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if world_size > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
+        if use_cuda:
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl" if use_cuda else "gloo")
     if dist.is_initialized():
         rank, world_size = dist.get_rank(), dist.get_world_size()
     else:
         rank, world_size = 0, 1
-    if torch.cuda.is_available() and world_size > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    else:
+    if use_cuda and world_size > 1:
+        device = torch.device("cuda", local_rank)
+    elif device is None:
         device = torch.device("cpu")
     return DistInfo(rank, world_size, device)
 
@@ -150,9 +175,40 @@ def _barrier(info: DistInfo) -> None:
 def _mean_over_ranks(value: float, info: DistInfo) -> float:
     if info.world_size == 1:
         return value
-    tensor = torch.tensor([value], dtype=torch.float64)
+    tensor = torch.tensor([value], dtype=torch.float64, device=info.device)  # nccl reduces CUDA tensors only
     dist.all_reduce(tensor)
     return float(tensor.item()) / info.world_size
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices
+
+
+class DrawsOn(TorchFunctionMode):
+    """Within it, ``torch.rand``/``randn``/``randint``/``randperm`` called with a CPU ``generator``
+    (and no device, or the CPU) draw on the CPU, as ever, and return the numbers on ``device``.
+
+    The loop's loss functions draw from a CPU generator (one stream for every device, so CPU and
+    CUDA runs see the same random numbers) and combine the draws with the batch; this puts the
+    draws where the batch is without the loss functions knowing about devices (a CPU generator
+    can only draw on the CPU, so a ``device="cpu"`` default there is no choice of the caller's).
+    Any other call passes through unchanged.
+    """
+
+    FACTORIES = frozenset({torch.rand, torch.randn, torch.randint, torch.randperm})
+
+    def __init__(self, device: torch.device | str) -> None:
+        super().__init__()
+        self.device = torch.device(device)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        generator = kwargs.get("generator")
+        if (func in self.FACTORIES and generator is not None and generator.device.type == "cpu"
+                and torch.device(kwargs.get("device") or "cpu").type == "cpu"):
+            return out.to(self.device)
+        return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,13 +323,16 @@ def train(
     stop_at: int | None = None,
     progress: bool = True,
     desc: str = "train",
+    device: torch.device | str | None = None,
 ) -> LoopResult:
-    """Train ``model`` in place (see the module doc). Returns the unwrapped model and its EMA.
+    """Train ``model`` in place (see the module doc). Returns the unwrapped model and its EMA, both
+    on the training device.
 
     ``stop_at`` ends this process at that step after writing a checkpoint, as an interruption
-    would (a later call resumes); ``lengths`` (items,) enables ``config.length_buckets``.
+    would (a later call resumes); ``lengths`` (items,) enables ``config.length_buckets``;
+    ``device`` as :func:`init_distributed` takes it (``None``: the CPU for one process).
     """
-    info = init_distributed()
+    info = init_distributed(device)
     per_rank_batch, remainder = divmod(config.batch_size, info.world_size)
     if remainder or per_rank_batch < 1:
         raise ArtifactError(f"LoopConfig: parameter 'batch_size'={config.batch_size} must be a multiple of the {info.world_size} ranks")
@@ -314,8 +373,9 @@ def train(
 
     def checkpoint() -> None:
         if checkpoint_file is not None and info.is_main:
-            save_torch(checkpoint_file, {"model": model.state_dict(), "ema": ema.state_dict(),
-                                         "optimizer": optimizer.state_dict(), "step": step,
+            # CPU tensors: the file does not depend on the device, and any device resumes it
+            save_torch(checkpoint_file, {"model": to_device(model.state_dict(), "cpu"), "ema": to_device(ema.state_dict(), "cpu"),
+                                         "optimizer": to_device(optimizer.state_dict(), "cpu"), "step": step,
                                          "history": history, "window": window, "fingerprint": stamp,
                                          "elapsed": elapsed_before + time.perf_counter() - started})
         _barrier(info)
@@ -325,15 +385,16 @@ def train(
     bar = tqdm(total=config.steps, initial=step, desc=desc, disable=not (progress and info.is_main), dynamic_ncols=True)
     started = time.perf_counter()
     steps_run = 0
+    draws = contextlib.nullcontext if info.device.type == "cpu" else partial(DrawsOn, info.device)
     while step < end:
-        batch = next(batches)
+        batch = to_device(next(batches), info.device)
         seed = step_seed(config.seed, step, info.rank)
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed ^ 0x5DEECE66D)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(step, config)
         # bf16 autocast runs the matmuls in bf16; weights, gradients and Adam state stay fp32
-        with torch.autocast(info.device.type, dtype=torch.bfloat16) if config.bf16 else contextlib.nullcontext():
+        with torch.autocast(info.device.type, dtype=torch.bfloat16) if config.bf16 else contextlib.nullcontext(), draws():
             loss, logs = loss_fn(net, batch, generator)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"train: loss became {float(loss)} at step {step}")
