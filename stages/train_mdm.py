@@ -31,7 +31,7 @@ from humandiff.prior.mdm import (
 )
 from humandiff.io.stage import positive, run_stage, stage_params
 from humandiff.text.clauses import clause_conditions
-from humandiff.train import LoopConfig, init_distributed, shutdown_distributed, train, write_loss_curve
+from humandiff.train.loop import LoopConfig, init_distributed, shutdown_distributed, train, write_loss_curve
 from humandiff.train.device import resolve_device, to_device
 
 SECTION = "train_mdm"

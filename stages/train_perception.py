@@ -30,7 +30,7 @@ from humandiff.perception.model import (
     teacher_evidence,
 )
 from humandiff.io.stage import positive, run_stage, stage_params
-from humandiff.train import LoopConfig, init_distributed, shutdown_distributed, train, write_loss_curve
+from humandiff.train.loop import LoopConfig, init_distributed, shutdown_distributed, train, write_loss_curve
 from humandiff.train.device import on_device, resolve_device
 
 SECTION = "train_perception"
@@ -91,7 +91,7 @@ def main(params_file: str, images_dir: str, out_file: str, checkpoint_file: str,
         images = colour_jitter(batch["images"], generator, p["colour_jitter"])
         teacher = teacher_evidence(batch["joints_2d"], batch["joints_cam"], config.image_size, generator,
                                    p["teacher_pixel_noise"], p["teacher_depth_noise"])
-        use_teacher = torch.rand(len(images), generator=generator) < p["teacher_fraction"]
+        use_teacher = torch.rand(len(images), generator=generator).to(images.device) < p["teacher_fraction"]
         return perception_loss(net(images, teacher, use_teacher), batch, body_model, weights, config.image_size)
 
     fingerprint = {"index": file_digest(Path(images_dir) / "index.parquet"), "config": config.to_dict(),

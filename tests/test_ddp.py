@@ -28,7 +28,7 @@ WORKER = textwrap.dedent('''
 
     from humandiff.motion.dataset import MotionTextDataset, collate_motion, load_mean_std, load_motion_split
     from humandiff.prior.mdm import MDMConfig, MotionDiffusionModel, training_loss
-    from humandiff.train import LoopConfig, shutdown_distributed, train
+    from humandiff.train.loop import LoopConfig, shutdown_distributed, train
 
     corpus, out = Path(sys.argv[1]), Path(sys.argv[2])
     torch.set_num_threads(1)

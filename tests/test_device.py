@@ -23,9 +23,8 @@ from torch.overrides import TorchFunctionMode
 from humandiff.io import ArtifactError
 from humandiff.motion.dataset import MotionTextDataset, collate_motion, load_mean_std
 from humandiff.prior.mdm import GeometryWeights, MDMConfig, MotionDiffusionModel, generate, training_loss
-from humandiff.train import LoopConfig, train
+from humandiff.train.loop import LoopConfig, train
 from humandiff.train.device import OnDevice, on_device, resolve_device, to_device
-from humandiff.train.loop import DrawsOn
 from script_loader import stage_command
 from test_mdm import TRAIN_PARAMS
 from test_mdm import corpus, one_thread, train_set  # noqa: F401  (the fake corpus, one torch thread)
@@ -148,20 +147,6 @@ class _MetaValues(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def test_draws_from_a_cpu_generator_land_on_the_device_with_the_cpu_numbers():
-    generator = torch.Generator().manual_seed(3)
-    with DrawsOn("meta"):
-        noise = torch.randn(4, 5, generator=generator)
-        steps = torch.randint(0, 10, (4,), generator=generator)
-        on_cpu = torch.rand(2, generator=torch.Generator().manual_seed(0), device="cpu")  # a default (diffusion.loss)
-        plain = torch.zeros(2)  # no generator: untouched
-    assert noise.is_meta and steps.is_meta and on_cpu.is_meta and not plain.is_meta
-    # the stream advanced exactly as on the CPU
-    again = torch.Generator().manual_seed(3)
-    torch.randn(4, 5, generator=again), torch.randint(0, 10, (4,), generator=again)
-    assert torch.equal(torch.rand(3, generator=generator), torch.rand(3, generator=again))
-
-
 def test_the_loop_trains_the_prior_on_another_device_without_mixing_devices(corpus: Path, train_set: MotionTextDataset):
     torch.manual_seed(0)
     model = MotionDiffusionModel(TINY)
@@ -188,10 +173,10 @@ def test_the_perception_loss_runs_on_another_device_without_mixing_devices():
         "betas": torch.zeros(2, 10), "intrinsics": torch.tensor([[60.0, 60.0, 32.0, 32.0]] * 2),
     }, "meta")
     generator = torch.Generator().manual_seed(0)
-    with _MetaValues(), DrawsOn("meta"):  # as the loop runs train_perception's loss
+    with _MetaValues():  # as train_perception's loss runs in the loop
         images = colour_jitter(batch["images"], generator, 0.2)
         teacher = teacher_evidence(batch["joints_2d"], batch["joints_cam"], 64, generator, 2.0, 0.05)
-        use_teacher = torch.rand(2, generator=generator) < 0.5
+        use_teacher = torch.rand(2, generator=generator).to(images.device) < 0.5
         loss, terms = perception_loss(net(images, teacher, use_teacher), batch, body_model, LossWeights(), 64)
     assert loss.is_meta and set(terms) >= {"heatmap", "joints3d"}
 

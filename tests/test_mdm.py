@@ -31,7 +31,7 @@ from humandiff.prior.mdm import (
     training_timesteps,
 )
 from humandiff.motion.hml3d import recover_from_ric
-from humandiff.train import LoopConfig, epoch_batches, learning_rate_at, load_resume_state, train
+from humandiff.train.loop import LoopConfig, epoch_batches, learning_rate_at, load_resume_state, train
 from script_loader import stage_command
 
 REPO = Path(__file__).resolve().parents[1]

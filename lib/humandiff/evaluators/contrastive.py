@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from humandiff.io import ArtifactError
 from humandiff.motion.hml3d import FEATURE_DIM
+from humandiff.train.device import to_device
 
 #: Collates one batch on the CPU: (data, chosen clip indices (B,), the epoch's captions, rng) -> tensors.
 Collate = Callable[[Any, np.ndarray, np.ndarray, np.random.Generator], Sequence[torch.Tensor]]
@@ -79,11 +80,6 @@ def register_statistics(module: nn.Module, mean: np.ndarray | None, std: np.ndar
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's parameters."""
     return next(model.parameters()).device
-
-
-def to_device(tensors: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, ...]:
-    """Each tensor on ``device`` (no copy when it is there already)."""
-    return tuple(t.to(device) for t in tensors)
 
 
 def pad_clips(clips: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

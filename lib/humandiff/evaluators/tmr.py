@@ -38,12 +38,12 @@ from humandiff.evaluators.contrastive import (
     model_device,
     pad_clips,
     register_statistics,
-    to_device,
     train_contrastive,
 )
 from humandiff.io import ArtifactError, load_checkpoint, restore_state, save_checkpoint
 from humandiff.motion.hml3d import FEATURE_DIM
 from humandiff.text.encoder import EMBEDDING_DIM
+from humandiff.train.device import to_device
 
 
 @dataclass(frozen=True)

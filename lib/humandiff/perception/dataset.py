@@ -77,8 +77,8 @@ def colour_jitter(images: Tensor, generator: torch.Generator, strength: float = 
         return images
     batch = images.shape[0]
 
-    def uniform(*shape: int) -> Tensor:
-        return 1.0 + strength * (2.0 * torch.rand(*shape, generator=generator) - 1.0)
+    def uniform(*shape: int) -> Tensor:  # drawn on the generator's device, used on the images'
+        return 1.0 + strength * (2.0 * torch.rand(*shape, generator=generator).to(images.device) - 1.0)
 
     gains = uniform(batch, 1, 1, 1) * uniform(batch, 3, 1, 1) ** 0.5
     contrast = uniform(batch, 1, 1, 1)

@@ -266,10 +266,11 @@ def teacher_evidence(joints_2d: Tensor, joints_cam: Tensor, image_size: int, gen
     root-relative depth in metres plus noise of ``depth_noise`` metres. Lifting networks train on
     noised ground truth for the same reason: the regressor learns the geometry from clean labels in
     a few hundred steps, long before the heatmaps are good enough to teach it."""
-    noise_xy = torch.randn(joints_2d.shape, generator=generator) * pixel_noise
+    # drawn where the generator lives (one CPU stream for every device), used where the batch is
+    noise_xy = torch.randn(joints_2d.shape, generator=generator).to(joints_2d.device) * pixel_noise
     xy = ((joints_2d + noise_xy + 0.5) * (2.0 / image_size) - 1.0).clamp(-1.0, 1.0)
     depth = joints_cam[..., 2] - joints_cam[:, :1, 2]
-    depth = depth + torch.randn(depth.shape, generator=generator) * depth_noise
+    depth = depth + torch.randn(depth.shape, generator=generator).to(depth.device) * depth_noise
     return torch.cat([xy, depth[..., None]], -1)
 
 

@@ -513,15 +513,17 @@ def training_loss(
 
     Timesteps come from :func:`training_timesteps` (uniform in [0, T) by default); ``cond_drop``
     of the samples get a zero caption embedding (classifier-free guidance); ``prediction`` is the
-    model config's. All randomness comes from ``generator``.
+    model config's. All randomness comes from ``generator``, drawn on its own device (a CPU
+    generator serves every device, so a CUDA run draws the numbers a CPU run does) and moved to the
+    batch's.
     """
     if "text_emb" not in batch:
         raise ArtifactError("training_loss: the batch has no field 'text_emb' (load the split with its embeddings file)")
     x0, mask, text = batch["motion"], batch["mask"], batch["text_emb"]
     B = x0.shape[0]
-    t = training_timesteps(schedule, B, generator, high_noise_share, high_noise_fraction)
-    noise = torch.randn(x0.shape, generator=generator)
-    keep = (torch.rand(B, generator=generator) >= cond_drop).to(text.dtype)
+    t = training_timesteps(schedule, B, generator, high_noise_share, high_noise_fraction).to(x0.device)
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    keep = (torch.rand(B, generator=generator) >= cond_drop).to(text.device, text.dtype)
     total, parts = denoising_loss(model, schedule, x0, t, noise, text_emb=text * keep[:, None], mask=mask, geometry=geometry,
                                   prediction=prediction)
     return total.mean(), {name: float(value.detach().mean()) for name, value in parts.items()}

@@ -1,29 +1,6 @@
-"""Reusable training machinery: a DDP-ready, resumable loop with EMA and a loss curve."""
+"""Reusable training machinery: ``loop`` (a DDP-ready, resumable loop with EMA and a loss curve),
+``ema`` (the averaged copy) and ``device`` (where a stage runs).
 
-from humandiff.train.loop import (
-    DistInfo,
-    LoopConfig,
-    LoopResult,
-    epoch_batches,
-    init_distributed,
-    learning_rate_at,
-    load_resume_state,
-    shutdown_distributed,
-    step_seed,
-    train,
-    write_loss_curve,
-)
-
-__all__ = [
-    "DistInfo",
-    "LoopConfig",
-    "LoopResult",
-    "epoch_batches",
-    "init_distributed",
-    "learning_rate_at",
-    "load_resume_state",
-    "shutdown_distributed",
-    "step_seed",
-    "train",
-    "write_loss_curve",
-]
+Import from the modules themselves: this file imports nothing, so a stage that only needs
+``train.device`` does not depend on the loop (its code deps are its import closure).
+"""

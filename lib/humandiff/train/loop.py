@@ -4,10 +4,9 @@
 AdamW for ``config.steps`` steps over batches of ``dataset`` and keeps an EMA copy of it.
 
 - **Runs where it is told**: ``device`` (see :func:`humandiff.train.device.resolve_device`) holds
-  the model, the optimiser state and every batch; ``loss_fn`` still draws its random numbers from
-  the step's CPU generator (so a CUDA run draws the very numbers a CPU run does), and on another
-  device the loop runs it under :class:`DrawsOn`, which moves those draws to the device. On the
-  CPU nothing of this touches a tensor, so CPU runs are what they were before ``device`` existed.
+  the model, the optimiser state and every batch; ``loss_fn`` draws its random numbers from the
+  step's CPU generator (so a CUDA run draws the very numbers a CPU run does) and moves them to
+  the batch's device itself (``.to(x.device)``, a no-op on the CPU).
 - **Runs unchanged under torchrun**: with ``WORLD_SIZE > 1`` in the environment it joins a
   process group (gloo on CPU, nccl on GPU, each rank on ``cuda:LOCAL_RANK``), wraps the model in
   DistributedDataParallel and gives each rank its shard of every epoch through
@@ -34,7 +33,6 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Sequence
@@ -44,7 +42,6 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.overrides import TorchFunctionMode
 from torch.utils.data import Dataset, DistributedSampler
 from tqdm import tqdm
 
@@ -182,33 +179,6 @@ def _mean_over_ranks(value: float, info: DistInfo) -> float:
 
 # ---------------------------------------------------------------------------------------------
 # Devices
-
-
-class DrawsOn(TorchFunctionMode):
-    """Within it, ``torch.rand``/``randn``/``randint``/``randperm`` called with a CPU ``generator``
-    (and no device, or the CPU) draw on the CPU, as ever, and return the numbers on ``device``.
-
-    The loop's loss functions draw from a CPU generator (one stream for every device, so CPU and
-    CUDA runs see the same random numbers) and combine the draws with the batch; this puts the
-    draws where the batch is without the loss functions knowing about devices (a CPU generator
-    can only draw on the CPU, so a ``device="cpu"`` default there is no choice of the caller's).
-    Any other call passes through unchanged.
-    """
-
-    FACTORIES = frozenset({torch.rand, torch.randn, torch.randint, torch.randperm})
-
-    def __init__(self, device: torch.device | str) -> None:
-        super().__init__()
-        self.device = torch.device(device)
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        generator = kwargs.get("generator")
-        if (func in self.FACTORIES and generator is not None and generator.device.type == "cpu"
-                and torch.device(kwargs.get("device") or "cpu").type == "cpu"):
-            return out.to(self.device)
-        return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,7 +355,6 @@ def train(
     bar = tqdm(total=config.steps, initial=step, desc=desc, disable=not (progress and info.is_main), dynamic_ncols=True)
     started = time.perf_counter()
     steps_run = 0
-    draws = contextlib.nullcontext if info.device.type == "cpu" else partial(DrawsOn, info.device)
     while step < end:
         batch = to_device(next(batches), info.device)
         seed = step_seed(config.seed, step, info.rank)
@@ -394,7 +363,7 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(step, config)
         # bf16 autocast runs the matmuls in bf16; weights, gradients and Adam state stay fp32
-        with torch.autocast(info.device.type, dtype=torch.bfloat16) if config.bf16 else contextlib.nullcontext(), draws():
+        with torch.autocast(info.device.type, dtype=torch.bfloat16) if config.bf16 else contextlib.nullcontext():
             loss, logs = loss_fn(net, batch, generator)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"train: loss became {float(loss)} at step {step}")
