@@ -8,25 +8,25 @@ the model, its val metrics (R-precision when the val split holds >= 32 clips) an
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import click
-import numpy as np
 import torch
 
-from humandiff.motion.dataset import load_mean_std, load_motion_split
-from humandiff.eval.report import line_plot, write_curves_csv, write_png
-from humandiff.eval.t2m import R_PRECISION_BATCH
-from humandiff.io import save_json
+from humandiff.eval.report import write_loss_curves
 from humandiff.evaluators.evaluator import (
     CaptionedClips,
     EvaluatorConfig,
     EvaluatorTraining,
     MatchingEvaluator,
+    evaluator_metrics,
+    evaluator_summary,
     save_evaluator,
+    splits_token_table,
     train_evaluator,
 )
+from humandiff.io import save_json
 from humandiff.io.stage import positive, run_stage, section_config
+from humandiff.motion.dataset import load_mean_std, load_motion_split
 from humandiff.train.device import resolve_device
 
 SECTION = "train_evaluator"
@@ -34,17 +34,6 @@ SECTION = "train_evaluator"
 EXTRA = {"threads": int, "device": str}
 #: Fields params.yaml may leave at their defaults (the MiniLM word size, no weight decay, clip 1).
 DEFAULTS = ("word_dim", "weight_decay", "grad_clip")
-
-
-def finite_or_none(value: float) -> float | None:
-    """JSON has no NaN: not measured -> null."""
-    return float(value) if np.isfinite(value) else None
-
-
-def captioned(split, table) -> CaptionedClips:
-    """The split's clips with their captions as token-table rows."""
-    clips = [split.clip(k) for k in range(len(split))]
-    return CaptionedClips(clips, [table.rows(split.captions(k)) for k in range(len(split))])
 
 
 @click.command()
@@ -63,15 +52,10 @@ def main(params_file: str, index_file: str, features_file: str, mean_std_file: s
     positive(params_file, SECTION, p, "threads")
     device = resolve_device(p["device"], f"{params_file}: {SECTION}.device")
     torch.set_num_threads(p["threads"])
-    train_split = load_motion_split(index_file, features_file, None, "train")
-    val_split = load_motion_split(index_file, features_file, None, "val")
+    splits = [load_motion_split(index_file, features_file, None, name) for name in ("train", "val")]
     eval_mean, eval_std = load_mean_std(mean_std_file, "eval")
-
-    from humandiff.text.tokens import minilm_token_table
-
-    captions = [c for split in (train_split, val_split) for k in range(len(split)) for c in split.captions(k)]
-    table = minilm_token_table(captions, config.max_tokens)
-    train, val = captioned(train_split, table), captioned(val_split, table)
+    table = splits_token_table(splits, config.max_tokens)
+    train, val = (CaptionedClips.from_split(split, table) for split in splits)
 
     torch.manual_seed(options.seed)
     model = MatchingEvaluator(config, eval_mean, eval_std).to(device)  # initialised on the CPU, then moved
@@ -81,28 +65,9 @@ def main(params_file: str, index_file: str, features_file: str, mean_std_file: s
     model.cpu()  # a CPU checkpoint whatever the device
     save_evaluator(out_file, model)
 
-    best = history.best_epoch - 1
-    plots = Path(plots_dir)
-    write_curves_csv(plots / "evaluator_loss.csv", {"train_loss": history.train_loss, "val_loss": history.val_loss})
-    write_png(plots / "evaluator_loss.png", line_plot({"train loss": history.train_loss, "val loss": history.val_loss},
-                                                      f"evaluator {options.loss} loss"))
-    save_json(metrics_file, {
-        "loss": options.loss,
-        "best_epoch": history.best_epoch,
-        "epochs": options.epochs,
-        "val_loss": history.val_loss[best],
-        # R-precision needs >= 32 val clips (null below).
-        **{f"val_{name}": finite_or_none(getattr(history, f"val_{name}")[best])
-           for name in ("top1", "top2", "top3", "mm_dist")},
-        "chance_top3": 3 / R_PRECISION_BATCH,
-        "train_clips": len(train),
-        "val_clips": len(val),
-        "parameters": int(sum(t.numel() for t in model.parameters())),
-        "vocabulary": int(len(table.vectors) - 1),
-        "train_seconds": round(seconds, 1),
-    })
-    click.echo(f"evaluator: best epoch {history.best_epoch} (val loss {history.val_loss[best]:.4f}), val top-3 "
-               f"{history.val_top3[best]:.3f} (chance {3 / R_PRECISION_BATCH:.3f}), MM-Dist {history.val_mm_dist[best]:.3f}")
+    write_loss_curves(plots_dir, "evaluator", history.train_loss, history.val_loss, f"evaluator {options.loss} loss")
+    save_json(metrics_file, evaluator_metrics(history, options, model, table, len(train), len(val), seconds))
+    click.echo(evaluator_summary(history))
 
 
 if __name__ == "__main__":

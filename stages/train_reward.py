@@ -7,26 +7,26 @@ loss, and reports text -> motion retrieval on the test split.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import click
 import numpy as np
 import torch
 
-from humandiff.motion.dataset import load_mean_std, load_motion_split
-from humandiff.eval.report import write_curves_csv
-from humandiff.eval.t2m import R_PRECISION_BATCH
-from humandiff.io import save_json
+from humandiff.eval.report import write_loss_curves
 from humandiff.evaluators.tmr import (
     CaptionedMotions,
     RewardConfig,
     RewardModel,
     RewardTraining,
     retrieval_scores,
+    reward_metrics,
+    reward_summary,
     save_reward_model,
     train_reward,
 )
+from humandiff.io import save_json
 from humandiff.io.stage import positive, run_stage, section_config
+from humandiff.motion.dataset import load_mean_std, load_motion_split
 from humandiff.train.device import resolve_device
 
 SECTION = "train_reward"
@@ -34,12 +34,6 @@ SECTION = "train_reward"
 EXTRA = {"threads": int, "device": str, "test_replications": int}
 #: Fields params.yaml may leave at their defaults (the MiniLM embedding size, 256 tokens, clip 1).
 DEFAULTS = ("text_dim", "max_tokens", "grad_clip")
-
-
-def captioned(split) -> CaptionedMotions:
-    """The split's clips with the MiniLM embeddings of their captions."""
-    return CaptionedMotions([split.clip(k) for k in range(len(split))],
-                            [split.embeddings[rows] for rows in split.caption_rows])
 
 
 @click.command()
@@ -59,35 +53,23 @@ def main(params_file: str, index_file: str, features_file: str, mean_std_file: s
     positive(params_file, SECTION, p, "threads", "test_replications")
     device = resolve_device(p["device"], f"{params_file}: {SECTION}.device")
     torch.set_num_threads(p["threads"])
-    splits = {name: captioned(load_motion_split(index_file, features_file, embeddings_file, name))
-              for name in ("train", "val", "test")}
+    train, val, test = (CaptionedMotions.from_split(load_motion_split(index_file, features_file, embeddings_file, name))
+                        for name in ("train", "val", "test"))
     mean, std = load_mean_std(mean_std_file, "model")
 
     torch.manual_seed(options.seed)
     model = RewardModel(config, mean, std).to(device)  # initialised on the CPU, then moved
     started = time.perf_counter()
-    history = train_reward(model, splits["train"], splits["val"], options, progress=True)
+    history = train_reward(model, train, val, options, progress=True)
     seconds = time.perf_counter() - started
-    test = retrieval_scores(model, splits["test"], np.random.default_rng([options.seed, 2]), p["test_replications"])
+    scores = retrieval_scores(model, test, np.random.default_rng([options.seed, 2]), p["test_replications"])
     model.cpu()  # a CPU checkpoint whatever the device
     save_reward_model(out_file, model)
 
-    write_curves_csv(Path(plots_dir) / "reward_loss.csv", {"train_loss": history.train_loss, "val_loss": history.val_loss})
-    save_json(metrics_file, {
-        "test_top1": test["top1"], "test_top2": test["top2"], "test_top3": test["top3"],
-        "test_matched_reward": test["matched_reward"], "test_mismatched_reward": test["mismatched_reward"],
-        "chance_top3": 3 / R_PRECISION_BATCH,
-        "retrieval": f"text -> motion among shuffled batches of {R_PRECISION_BATCH}, cosine ranking, "
-                     f"{p['test_replications']} caption draws",
-        "best_epoch": history.best_epoch, "epochs": options.epochs,
-        "val_loss": history.val_loss[history.best_epoch - 1],
-        "train_clips": len(splits["train"]), "test_clips": len(splits["test"]),
-        "parameters": int(sum(t.numel() for t in model.parameters())),
-        "train_seconds": round(seconds, 1),
-    })
-    click.echo(f"reward: best epoch {history.best_epoch}, test top-3 {test['top3']:.3f} "
-               f"(chance {3 / R_PRECISION_BATCH:.3f}), matched {test['matched_reward']:.3f} "
-               f"vs mismatched {test['mismatched_reward']:.3f}")
+    write_loss_curves(plots_dir, "reward", history.train_loss, history.val_loss)
+    save_json(metrics_file, reward_metrics(scores, history, options, model, len(train), len(test),
+                                           p["test_replications"], seconds))
+    click.echo(reward_summary(history, scores))
 
 
 if __name__ == "__main__":

@@ -18,8 +18,12 @@ from humandiff.io import ArtifactError, concat_ragged, save_npz, save_parquet
 from humandiff.evaluators.evaluator import (
     CaptionedClips,
     EvaluatorConfig,
+    EvaluatorHistory,
     EvaluatorTraining,
     MatchingEvaluator,
+    evaluator_metrics,
+    evaluator_summary,
+    finite_or_none,
     info_nce_matching_loss,
     load_evaluator,
     margin_matching_loss,
@@ -29,6 +33,8 @@ from humandiff.evaluators.evaluator import (
     save_evaluator,
     train_evaluator,
 )
+from humandiff.eval.report import write_loss_curves
+from humandiff.motion.dataset import MotionSplit
 from humandiff.text.tokens import (
     build_token_table,
     load_token_table,
@@ -240,6 +246,46 @@ def test_train_evaluator_is_deterministic_and_learns(tmp_path):
         load_evaluator(tmp_path / "broken.pt")
     with pytest.raises(ArtifactError, match="file not found"):
         load_evaluator(tmp_path / "missing.pt")
+
+
+def test_captioned_clips_of_a_split_read_their_captions_rows():
+    lengths = [8, 12, 9]
+    features = np.random.default_rng(0).normal(size=(sum(lengths), 263)).astype(np.float32)
+    index = pd.DataFrame({"clip_id": ["a", "b", "c"], "captions": [["a person walks forward"],
+                          ["a person runs back", "a person jumps left"], ["a person walks forward"]]})
+    split = MotionSplit(index, features, np.cumsum([0, *lengths]), None, ())
+    table = build_token_table(["a person jumps left", "a person runs back", "a person walks forward"], _tokenize, _vectors())
+    data = CaptionedClips.from_split(split, table)
+    assert len(data) == 3 and [len(c) for c in data.clips] == lengths
+    np.testing.assert_array_equal(data.clips[1], features[8:20])
+    assert [list(rows) for rows in data.caption_rows] == [[2], [1, 0], [2]]
+
+
+def test_evaluator_metrics_report_the_chosen_epoch_and_null_for_unmeasured(tmp_path):
+    nan = float("nan")
+    history = EvaluatorHistory(train_loss=[3.0, 2.0, 1.5], val_loss=[2.5, 1.25, 1.5], best_epoch=2,
+                               val_top1=[nan, nan, nan], val_top2=[nan, nan, nan], val_top3=[0.1, 0.4, 0.3],
+                               val_mm_dist=[4.0, 3.5, 3.0])
+    table = build_token_table(["a person walks forward"], _tokenize, _vectors())
+    model = MatchingEvaluator(SMALL)
+    metrics = evaluator_metrics(history, EvaluatorTraining(epochs=3), model, table, 40, 8, 12.345)
+    assert list(metrics) == ["loss", "best_epoch", "epochs", "val_loss", "val_top1", "val_top2", "val_top3",
+                             "val_mm_dist", "chance_top3", "train_clips", "val_clips", "parameters", "vocabulary",
+                             "train_seconds"]
+    assert metrics["val_loss"] == 1.25 and metrics["val_top1"] is None and metrics["val_top3"] == 0.4
+    assert metrics["val_mm_dist"] == 3.5 and metrics["chance_top3"] == 3 / 32 and metrics["train_seconds"] == 12.3
+    assert metrics["parameters"] == sum(t.numel() for t in model.parameters()) and metrics["vocabulary"] == 4
+    assert (metrics["loss"], metrics["epochs"], metrics["train_clips"], metrics["val_clips"]) == ("margin", 3, 40, 8)
+    assert finite_or_none(np.float32(2.5)) == 2.5 and finite_or_none(float("inf")) is None
+    assert evaluator_summary(history) == ("evaluator: best epoch 2 (val loss 1.2500), val top-3 0.400 (chance 0.094), "
+                                          "MM-Dist 3.500")
+
+    write_loss_curves(tmp_path / "plots", "evaluator", history.train_loss, history.val_loss)
+    assert (tmp_path / "plots/evaluator_loss.csv").read_text().splitlines() == [
+        "epoch,train_loss,val_loss", "1,3,2.5", "2,2,1.25", "3,1.5,1.5"]
+    assert not (tmp_path / "plots/evaluator_loss.png").exists()  # a PNG only with a title
+    write_loss_curves(tmp_path / "plots", "evaluator", history.train_loss, history.val_loss, "evaluator margin loss")
+    assert (tmp_path / "plots/evaluator_loss.png").stat().st_size > 1000
 
 
 def test_info_nce_and_its_old_spelling_train_the_same_weights():

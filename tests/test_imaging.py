@@ -27,6 +27,7 @@ from humandiff.imaging import (
     read_shard,
     render_unit,
 )
+from humandiff.imaging.build import RenderedSets, check_sets_follow_splits, render_config, render_metrics
 from humandiff.imaging.draw import contact_sheet, draw_keypoints
 from humandiff.io import save_npz, save_parquet
 from humandiff.io.artifacts import ArtifactError
@@ -243,6 +244,42 @@ def test_render_stage_bad_params_give_one_line_and_no_output(tmp_path, motion_di
     assert result.output.startswith("error:") and result.output.count("\n") == 1 and message in result.output
     assert not (tmp_path / "images").exists() and not (tmp_path / "images.json").exists()
     assert not list(tmp_path.glob(".images*"))
+
+
+def test_render_config_maps_the_section_and_names_a_bad_range():
+    values = {"image_size": 64, "focal_range": [1, 2], "elevation_range": [-10, 35], "fill_range": [0.6, 0.95],
+              "offcentre": 0.1, "occluder_probability": 0.3, "video_occluders": True, "video_orbit_deg_per_s": 5.0,
+              "train_images": 6, "val_images": 2, "test_images": 3, "multiview_instants": 1, "multiview_views": 2,
+              "video_sequences": 1, "video_frames": 4}
+    settings, sizes = render_config(values, 30.0, "p.yaml")
+    assert settings == RenderSettings(image_size=64, focal_range=(1.0, 2.0), elevation_range=(-10.0, 35.0),
+                                      fill_range=(0.6, 0.95), offcentre=0.1, occluder_probability=0.3,
+                                      video_occluders=True, video_orbit_deg_per_s=5.0, fps=30.0)
+    assert type(settings.focal_range[0]) is float
+    assert sizes == SetSizes(train=6, val=2, test=3, multiview_instants=1, multiview_views=2, video_sequences=1,
+                             video_frames=4)
+    for bad in ([1.0], [1.0, "2"], [True, 2.0]):
+        with pytest.raises(ArtifactError) as caught:
+            render_config({**values, "fill_range": bad}, 20.0, "p.yaml", "images")
+        assert str(caught.value) == f"p.yaml: parameter 'images.fill_range' must be a list of two numbers, got {bad!r}"
+
+
+def test_sets_must_follow_the_clip_splits_and_metrics_count_them():
+    table = pd.DataFrame({"clip_id": ["a", "b", "c"], "split": ["train", "val", "test"]})
+    index = pd.DataFrame({"set": ["train", "val", "test", "multiview", "video"], "clip_id": ["a", "b", "c", "c", "c"],
+                          "occluded": [True, False, False, False, True], "background": ["sky", "room", "sky", "sky", "sky"],
+                          "colouring": ["parts", "clothes", "clothes", "clothes", "clothes"]})
+    check_sets_follow_splits(index, table)
+    for set_name in ("val", "multiview"):
+        leaking = index.assign(clip_id=np.where(index["set"] == set_name, "a", index["clip_id"]))
+        with pytest.raises(ArtifactError, match=rf"set\(s\) \['{set_name}'\] hold clips of another split"):
+            check_sets_follow_splits(leaking, table)
+    rendered = RenderedSets(index, np.array([100.0, 80.0, 60.0]), 2.0, np.zeros((4, 4, 3), np.uint8))
+    assert render_metrics(rendered, 64, 2) == {
+        "image_size": 64, "images": 5, "images_per_set": {"train": 1, "val": 1, "test": 1, "multiview": 1, "video": 1},
+        "render_seconds": 2.0, "render_images_per_s": 2.5, "workers": 2, "occluded_fraction": 0.4,
+        "joints_in_image_fraction": 0.8, "joints_visible_fraction": 0.6, "backgrounds": {"room": 1, "sky": 4},
+        "colourings": {"clothes": 4, "parts": 1}}
 
 
 def test_render_stage_rejects_motion_files_that_disagree(tmp_path, motion_dir):

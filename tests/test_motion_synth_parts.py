@@ -3,8 +3,21 @@
 import numpy as np
 import pytest
 
+from humandiff.io import ArtifactError
 from humandiff.motion import actions, captions, poses
-from humandiff.motion.synth import CONTACT_JOINTS, SynthOptions, join_actions, plan_actions, plant_root
+from humandiff.motion.synth import (
+    CONTACT_JOINTS,
+    SynthClip,
+    SynthOptions,
+    clip_arrays,
+    clip_index,
+    clips_by_family,
+    family_previews,
+    join_actions,
+    plan_actions,
+    plant_root,
+    synth_metrics,
+)
 
 
 def test_mirror_text_swaps_sides_and_rotation_sense():
@@ -149,3 +162,49 @@ def test_mirrored_dofs_give_mirrored_joint_rotations():
     M = np.diag([-1.0, 1.0, 1.0])
     swap = [0, 2, 1, 3, 5, 4, 6, 8, 7, 9, 11, 10, 12, 14, 13, 15, 17, 16, 19, 18, 21, 20, 23, 22]
     np.testing.assert_allclose(R_mirror, M @ R[:, swap] @ M, atol=1e-12)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"fps": 0.0}, "'fps' must be > 0"),
+    ({"min_frames": 0}, "'min_frames' must be > 0"),
+    ({"captions_per_clip": 0}, "'captions_per_clip' must be > 0"),
+    ({"min_frames": 50, "max_frames": 40}, "'max_frames' must be >= 'min_frames'"),
+])
+def test_synth_options_reject_bad_sizes(fields, message):
+    with pytest.raises(ArtifactError, match=message):
+        SynthOptions(**fields)
+
+
+def _fake_clip(rng: np.random.Generator, frames: int, actions_: list[str]) -> SynthClip:
+    joints = rng.normal(size=(frames, 24, 3)).astype(np.float32)
+    joints[..., 1] += 2.0  # above the floor
+    return SynthClip(joints=joints, global_orient=np.zeros((frames, 3), np.float32),
+                     body_pose=np.zeros((frames, 69), np.float32), transl=np.zeros((frames, 3), np.float32),
+                     betas=np.full(10, len(actions_), np.float32), actions=actions_,
+                     captions=[f"{' then '.join(actions_)} {k}" for k in range(3)])
+
+
+def test_dataset_tables_metrics_and_previews_of_clips():
+    rng = np.random.default_rng(0)
+    clips = [_fake_clip(rng, 12, ["walk", "wave"]), _fake_clip(rng, 8, ["wave"]), _fake_clip(rng, 10, ["walk"])]
+    index = clip_index(clips, 20.0)
+    assert list(index.columns) == ["clip_id", "length", "fps", "actions", "captions"]
+    assert list(index["clip_id"]) == ["000000", "000001", "000002"] and list(index["length"]) == [12, 8, 10]
+    arrays = clip_arrays(clips)
+    assert list(arrays["offsets"]) == [0, 12, 20, 30] and arrays["joints"].shape == (30, 24, 3)
+    assert arrays["body_pose"].shape == (30, 69) and list(arrays["betas"][:, 0]) == [2.0, 1.0, 1.0]
+    np.testing.assert_array_equal(arrays["joints"][12:20], clips[1].joints)
+    assert clips_by_family(clips) == {"walk": [0, 2], "wave": [0, 1]}
+
+    metrics = synth_metrics(clips, 20.0)
+    assert metrics["clips"] == 3 and metrics["families"] == 2 and metrics["clips_per_family"] == {"walk": 2, "wave": 2}
+    assert (metrics["min_frames"], metrics["max_frames"], metrics["mean_frames"]) == (8, 12, 10.0)
+    assert metrics["min_captions_per_clip"] == 3
+    assert metrics["lowest_joint_height_m"] == pytest.approx(min(float(c.joints[..., 1].min()) for c in clips))
+
+    previews = list(family_previews(clips, per_family=2))
+    assert [family for family, _, _ in previews] == ["walk", "wave"]
+    for family, sheet, shown in previews:
+        assert shown.actions == [family]  # a clip doing only that action comes first
+        assert sheet.ndim == 3 and sheet.shape[2] == 3 and sheet.dtype == np.uint8
+    assert previews[0][1].shape == previews[1][1].shape  # only the solo clip of each: one row

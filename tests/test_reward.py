@@ -16,14 +16,18 @@ from humandiff.io import ArtifactError, concat_ragged, save_npz, save_parquet
 from humandiff.evaluators.tmr import (
     CaptionedMotions,
     RewardConfig,
+    RewardHistory,
     RewardModel,
     RewardTraining,
     filtered_info_nce,
     load_reward_model,
     retrieval_scores,
+    reward_metrics,
+    reward_summary,
     save_reward_model,
     train_reward,
 )
+from humandiff.motion.dataset import MotionSplit
 from script_loader import stage_command
 
 SMALL = RewardConfig(latent_dim=16, layers=1, heads=2, ff_dim=32, dropout=0.0, patch=4)
@@ -146,6 +150,30 @@ def test_train_reward_learns_and_is_deterministic(tmp_path):
     torch.save({"config": {"latent_dim": 32, "heads": 2}, "state_dict": model.state_dict()}, tmp_path / "bad.pt")
     with pytest.raises(ArtifactError, match="state_dict"):
         load_reward_model(tmp_path / "bad.pt")
+
+
+def test_captioned_motions_of_a_split_and_the_reward_metrics():
+    lengths = [6, 9]
+    features = np.random.default_rng(0).normal(size=(sum(lengths), 263)).astype(np.float32)
+    embeddings = _unit(np.random.default_rng(1).normal(size=(3, 384)))
+    index = pd.DataFrame({"clip_id": ["a", "b"], "captions": [["x", "y"], ["z"]]})
+    split = MotionSplit(index, features, np.cumsum([0, *lengths]), embeddings, (np.array([0, 1]), np.array([2])))
+    data = CaptionedMotions.from_split(split)
+    assert len(data) == 2 and [len(c) for c in data.clips] == lengths
+    np.testing.assert_array_equal(data.caption_embeddings[0], embeddings[:2])
+    np.testing.assert_array_equal(data.caption_embeddings[1], embeddings[2:])
+
+    test = {"top1": 0.5, "top2": 0.625, "top3": 0.75, "matched_reward": 0.9, "mismatched_reward": 0.4}
+    history = RewardHistory(train_loss=[2.0, 1.0], val_loss=[1.5, 1.75], best_epoch=1)
+    model = RewardModel(SMALL)
+    metrics = reward_metrics(test, history, RewardTraining(epochs=2), model, 100, 32, 5, 7.77)
+    assert metrics == {
+        "test_top1": 0.5, "test_top2": 0.625, "test_top3": 0.75, "test_matched_reward": 0.9,
+        "test_mismatched_reward": 0.4, "chance_top3": 3 / 32,
+        "retrieval": "text -> motion among shuffled batches of 32, cosine ranking, 5 caption draws",
+        "best_epoch": 1, "epochs": 2, "val_loss": 1.5, "train_clips": 100, "test_clips": 32,
+        "parameters": sum(t.numel() for t in model.parameters()), "train_seconds": 7.8}
+    assert reward_summary(history, test) == "reward: best epoch 1, test top-3 0.750 (chance 0.094), matched 0.900 vs mismatched 0.400"
 
 
 # --------------------------------------------------------------------------- stage train_reward

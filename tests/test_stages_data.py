@@ -13,6 +13,9 @@ import yaml
 from click.testing import CliRunner
 from script_loader import stage_command
 
+from humandiff.io import ArtifactError
+from humandiff.motion.prepare import PrepareOptions, source_clips, synthetic_clips
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -159,3 +162,55 @@ def test_prepare_motion_rejects_empty_caption_and_wrong_shape(tmp_path: Path, ra
     result = CliRunner().invoke(_stage("prepare_motion"), args)
     assert result.exit_code == 2 and "motions.npz" in result.output and "'joints'" in result.output
     assert not (tmp_path / "hml").exists() and not (tmp_path / "d.json").exists()
+
+
+OPTIONS = dict(source="synthetic", humanml3d_root=None, mirror=True, split_seed=0, val_fraction=0.2, test_fraction=0.3,
+               contact_threshold=0.002)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"source": "mocap"}, "unknown 'source' 'mocap' (synthetic | humanml3d)"),
+    ({"source": "humanml3d"}, "'humanml3d_root' must be set when 'source' is humanml3d"),
+    ({"val_fraction": 0.5, "test_fraction": 0.5}, "'val_fraction' + 'test_fraction' must lie in (0, 1)"),
+    ({"test_fraction": 0.0}, "'val_fraction' + 'test_fraction'"),
+    ({"contact_threshold": 0.0}, "'contact_threshold' must be > 0"),
+])
+def test_prepare_options_reject_bad_values(fields, message):
+    with pytest.raises(ArtifactError) as caught:
+        PrepareOptions(**{**OPTIONS, **fields})
+    assert message in str(caught.value)
+
+
+def test_prepare_motion_names_the_bad_parameter(tmp_path: Path, raw_dir: Path):
+    params = _params(tmp_path, prepare_motion__val_fraction=0.9)
+    result = CliRunner().invoke(_stage("prepare_motion"), ["--params", str(params), "--raw-dir", str(raw_dir),
+                                                           "--out-dir", str(tmp_path / "hml")])
+    assert result.exit_code == 2 and "params.yaml" in result.output
+    assert "'prepare_motion.val_fraction' + 'prepare_motion.test_fraction' must lie in (0, 1)" in result.output
+    params = _params(tmp_path, prepare_motion__split_seed="zero")
+    result = CliRunner().invoke(_stage("prepare_motion"), ["--params", str(params), "--raw-dir", str(raw_dir),
+                                                           "--out-dir", str(tmp_path / "hml")])
+    assert result.exit_code == 2 and "parameter 'prepare_motion.split_seed' must be int" in result.output
+
+
+def test_synthetic_clips_split_by_source_clip_and_mirror(raw_dir: Path, tmp_path: Path):
+    clips = list(synthetic_clips(raw_dir, PrepareOptions(**OPTIONS)))
+    originals, mirrored = clips[::2], clips[1::2]
+    assert len(originals) == 6 and all(not c.mirror for c in originals) and all(m.mirror for m in mirrored)
+    assert [c.split for c in originals].count("test") == 2 and [c.split for c in originals].count("val") == 1
+    for original, mirror in zip(originals, mirrored):
+        assert mirror.clip_id == f"M{original.clip_id}" and mirror.source_id == original.clip_id
+        assert mirror.split == original.split and mirror.actions == original.actions
+        assert original.joints.shape[1:] == (22, 3) and mirror.joints.shape == original.joints.shape
+    again = list(synthetic_clips(raw_dir, PrepareOptions(**{**OPTIONS, "mirror": False})))
+    assert [c.split for c in again] == [c.split for c in originals]  # the split does not depend on mirroring
+    assert len(source_clips(PrepareOptions(**OPTIONS), raw_dir)) == 12
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    index = pd.read_parquet(raw_dir / "clips.parquet").iloc[:0]
+    index.to_parquet(empty / "clips.parquet", index=False)
+    with np.load(raw_dir / "motions.npz") as data:
+        np.savez(empty / "motions.npz", joints=data["joints"][:0], offsets=np.zeros(1, np.int64))
+    with pytest.raises(ArtifactError, match="empty: no clips"):
+        source_clips(PrepareOptions(**OPTIONS), empty)

@@ -61,6 +61,16 @@ def write_curves_csv(path: str | Path, columns: Mapping[str, Sequence[float]], i
                 writer.writerow([i, *(f"{v:.6g}" for v in values)])
 
 
+def write_loss_curves(plots_dir: str | Path, name: str, train_loss: Sequence[float], val_loss: Sequence[float],
+                      title: str | None = None) -> None:
+    """``<name>_loss.csv`` in ``plots_dir`` (train and val loss per epoch, for ``dvc plots``) and, with
+    a ``title``, the same curves drawn as ``<name>_loss.png``."""
+    plots = Path(plots_dir)
+    write_curves_csv(plots / f"{name}_loss.csv", {"train_loss": train_loss, "val_loss": val_loss})
+    if title is not None:
+        write_png(plots / f"{name}_loss.png", line_plot({"train loss": train_loss, "val loss": val_loss}, title))
+
+
 def line_plot(series: Mapping[str, Sequence[float]], title: str, xlabel: str = "epoch",
               size: tuple[int, int] = (640, 400)) -> np.ndarray:
     """A BGR image (H, W, 3) uint8 of one or more curves over 1..n with axes, ticks and a legend."""

@@ -77,6 +77,11 @@ def register_statistics(module: nn.Module, mean: np.ndarray | None, std: np.ndar
     module.register_buffer(names[1], torch.from_numpy(std.copy()))
 
 
+def parameter_count(model: nn.Module) -> int:
+    """Number of parameters (weights) of ``model``, as the stages report it."""
+    return int(sum(t.numel() for t in model.parameters()))
+
+
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's parameters."""
     return next(model.parameters()).device

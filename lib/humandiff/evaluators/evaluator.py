@@ -36,12 +36,13 @@ from humandiff.evaluators.contrastive import (
     mean_batch_loss,
     model_device,
     pad_clips,
+    parameter_count,
     register_statistics,
     train_contrastive,
 )
 from humandiff.io import ArtifactError, load_checkpoint, restore_state, save_checkpoint
 from humandiff.motion.hml3d import CONTACTS, FEATURE_DIM
-from humandiff.text.tokens import WORD_DIM, TokenTable
+from humandiff.text.tokens import WORD_DIM, TokenTable, minilm_token_table
 
 #: Feature dims the evaluator reads: everything but the 4 foot contacts (the last 4 dims).
 EVAL_DIMS = [d for d in range(FEATURE_DIM) if d not in set(range(FEATURE_DIM)[CONTACTS])]
@@ -227,12 +228,24 @@ class CaptionedClips:
             if len(rows) == 0:
                 raise ArtifactError(f"captioned clips: clip {index} has no caption")
 
+    @classmethod
+    def from_split(cls, split, table: TokenTable) -> CaptionedClips:
+        """The clips of a :class:`~humandiff.motion.dataset.MotionSplit` with their captions as ``table``'s rows."""
+        return cls([split.clip(k) for k in range(len(split))], [table.rows(split.captions(k)) for k in range(len(split))])
+
     def __len__(self) -> int:
         return len(self.clips)
 
     def sample_captions(self, rng: np.random.Generator) -> np.ndarray:
         """One caption row per clip (N,), drawn uniformly among the clip's captions."""
         return np.array([rows[rng.integers(len(rows))] for rows in self.caption_rows], dtype=np.int64)
+
+
+def splits_token_table(splits: Sequence, max_tokens: int) -> TokenTable:
+    """The MiniLM token table of every caption of ``splits`` (:class:`~humandiff.motion.dataset.MotionSplit`),
+    in split, clip and caption order."""
+    captions = [c for split in splits for k in range(len(split)) for c in split.captions(k)]
+    return minilm_token_table(captions, max_tokens)
 
 
 # --------------------------------------------------------------------------- losses
@@ -365,6 +378,43 @@ def train_evaluator(model: MatchingEvaluator, train: CaptionedClips, val: Captio
                              optimizer=torch.optim.Adam, collate=functools.partial(_collate, table=table, crop=True),
                              loss=functools.partial(matching_loss, options=options),
                              validate=lambda m: validate(m, val, table, options), progress=progress)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: not measured -> null."""
+    return float(value) if np.isfinite(value) else None
+
+
+def evaluator_metrics(history: EvaluatorHistory, options: EvaluatorTraining, model: MatchingEvaluator,
+                      table: TokenTable, train_clips: int, val_clips: int, seconds: float) -> dict:
+    """reports/metrics/evaluator.json: the chosen epoch's val loss and R-precision / MM-Dist (null
+    for a val split under 32 clips), the sizes of the data and the model, and the training time."""
+    best = history.best_epoch - 1
+    return {
+        "loss": options.loss,
+        "best_epoch": history.best_epoch,
+        "epochs": options.epochs,
+        "val_loss": history.val_loss[best],
+        # R-precision needs >= 32 val clips (null below).
+        **{f"val_{name}": finite_or_none(getattr(history, f"val_{name}")[best])
+           for name in ("top1", "top2", "top3", "mm_dist")},
+        "chance_top3": 3 / R_PRECISION_BATCH,
+        "train_clips": train_clips,
+        "val_clips": val_clips,
+        "parameters": parameter_count(model),
+        "vocabulary": int(len(table.vectors) - 1),
+        "train_seconds": round(seconds, 1),
+    }
+
+
+def evaluator_summary(history: EvaluatorHistory) -> str:
+    """One line: the chosen epoch, its val loss, top-3 (against chance) and MM-Dist."""
+    best = history.best_epoch - 1
+    return (f"evaluator: best epoch {history.best_epoch} (val loss {history.val_loss[best]:.4f}), val top-3 "
+            f"{history.val_top3[best]:.3f} (chance {3 / R_PRECISION_BATCH:.3f}), MM-Dist {history.val_mm_dist[best]:.3f}")
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -37,6 +37,7 @@ from humandiff.evaluators.contrastive import (
     mean_batch_loss,
     model_device,
     pad_clips,
+    parameter_count,
     register_statistics,
     train_contrastive,
 )
@@ -216,6 +217,12 @@ class CaptionedMotions:
                 raise ArtifactError(f"captioned motions: clip {index} caption embeddings have shape {emb.shape}, "
                                     f"expected (n>0, {EMBEDDING_DIM})")
 
+    @classmethod
+    def from_split(cls, split) -> CaptionedMotions:
+        """The clips of a :class:`~humandiff.motion.dataset.MotionSplit` read with an embedding file,
+        with the MiniLM embeddings of their captions."""
+        return cls([split.clip(k) for k in range(len(split))], [split.embeddings[rows] for rows in split.caption_rows])
+
     def __len__(self) -> int:
         return len(self.clips)
 
@@ -338,6 +345,34 @@ def train_reward(model: RewardModel, train: CaptionedMotions, val: CaptionedMoti
     return train_contrastive(model, train, val, options, RewardHistory(), name="reward", optimizer=torch.optim.AdamW,
                              collate=_collate, loss=functools.partial(_batch_loss, options=options),
                              validate=lambda m: validate(m, val, options), progress=progress)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def reward_metrics(test: dict[str, float], history: RewardHistory, options: RewardTraining, model: RewardModel,
+                   train_clips: int, test_clips: int, replications: int, seconds: float) -> dict:
+    """reports/metrics/reward.json: test retrieval (:func:`retrieval_scores` over ``replications``
+    caption draws), the chosen epoch, the sizes of the data and the model, and the training time."""
+    return {
+        "test_top1": test["top1"], "test_top2": test["top2"], "test_top3": test["top3"],
+        "test_matched_reward": test["matched_reward"], "test_mismatched_reward": test["mismatched_reward"],
+        "chance_top3": 3 / R_PRECISION_BATCH,
+        "retrieval": f"text -> motion among shuffled batches of {R_PRECISION_BATCH}, cosine ranking, "
+                     f"{replications} caption draws",
+        "best_epoch": history.best_epoch, "epochs": options.epochs,
+        "val_loss": history.val_loss[history.best_epoch - 1],
+        "train_clips": train_clips, "test_clips": test_clips,
+        "parameters": parameter_count(model),
+        "train_seconds": round(seconds, 1),
+    }
+
+
+def reward_summary(history: RewardHistory, test: dict[str, float]) -> str:
+    """One line: the chosen epoch, test top-3 (against chance) and the mean matched / mismatched reward."""
+    return (f"reward: best epoch {history.best_epoch}, test top-3 {test['top3']:.3f} "
+            f"(chance {3 / R_PRECISION_BATCH:.3f}), matched {test['matched_reward']:.3f} "
+            f"vs mismatched {test['mismatched_reward']:.3f}")
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -10,15 +10,20 @@ floor, and feet do not skate. Airborne frames follow a ballistic arc.
 from __future__ import annotations
 
 import multiprocessing
+from collections import defaultdict
 from dataclasses import dataclass
+from typing import Iterator, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .actions import FAMILIES, ActionTrack, sample_action
 from .captions import make_captions
 from humandiff.geometry.rotations import matrix_to_axis_angle_np
+from humandiff.io import ArtifactError, concat_ragged
 
+from .metrics import foot_skating_ratio, jitter
 from .poses import DOF_INDEX, dofs_to_smpl_rotations
 
 GRAVITY = 9.81
@@ -41,6 +46,13 @@ class SynthOptions:
     composition_weights: tuple[float, float, float] = (0.55, 0.3, 0.15)
     shape_std: float = 1.0
     captions_per_clip: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("fps", "min_frames", "captions_per_clip"):
+            if not getattr(self, name) > 0:
+                raise ArtifactError(f"synth options: '{name}' must be > 0, got {getattr(self, name)!r}")
+        if self.max_frames < self.min_frames:
+            raise ArtifactError(f"synth options: 'max_frames' must be >= 'min_frames', got {self.max_frames!r}")
 
 
 @dataclass
@@ -308,3 +320,63 @@ def generate_clips(body_path: str, options: SynthOptions, seed: int, count: int,
     with multiprocessing.get_context("fork").Pool(workers, _init_worker, (body_path, options)) as pool:
         results = pool.imap(_generate_indexed, tasks, chunksize=8)
         return list(tqdm(results, total=count, desc="synth_motion", unit="clip", mininterval=2.0, disable=not progress))
+
+
+# ---------------------------------------------------------------------------------- the dataset on disk
+
+
+def clip_index(clips: Sequence[SynthClip], fps: float) -> pd.DataFrame:
+    """clips.parquet: one row per clip (clip_id ``000000``..., length, fps, actions, captions)."""
+    return pd.DataFrame([{"clip_id": f"{index:06d}", "length": clip.length, "fps": fps, "actions": clip.actions,
+                          "captions": clip.captions} for index, clip in enumerate(clips)])
+
+
+def clip_arrays(clips: Sequence[SynthClip]) -> dict[str, np.ndarray]:
+    """motions.npz: the clips' frames concatenated (joints, global_orient, body_pose, transl), their
+    ``offsets`` (K+1,) and ``betas`` (K, 10)."""
+    arrays = {}
+    for name in ("joints", "global_orient", "body_pose", "transl"):
+        arrays[name], offsets = concat_ragged([getattr(c, name) for c in clips])
+    arrays["offsets"] = offsets
+    arrays["betas"] = np.stack([c.betas for c in clips])
+    return arrays
+
+
+def clips_by_family(clips: Sequence[SynthClip]) -> dict[str, list[int]]:
+    """Action family -> the numbers of the clips that hold it, families sorted by name."""
+    by_family: dict[str, list[int]] = defaultdict(list)
+    for i, clip in enumerate(clips):
+        for family in set(clip.actions):
+            by_family[family].append(i)
+    return dict(sorted(by_family.items()))
+
+
+def family_previews(clips: Sequence[SynthClip], per_family: int) -> Iterator[tuple[str, np.ndarray, SynthClip]]:
+    """Per action family: a contact sheet (BGR) of up to ``per_family`` of its clips (those doing
+    only that action first), and the first of them, for a video."""
+    from .video import contact_sheet_row
+
+    for family, members in clips_by_family(clips).items():
+        solo = [i for i in members if clips[i].actions == [family]] or members
+        shown = solo[:per_family]
+        sheet = np.concatenate([contact_sheet_row(clips[i].joints, f"#{i:06d}: {clips[i].captions[0]}", panel_size=128)
+                                for i in shown], 0)
+        yield family, sheet, clips[shown[0]]
+
+
+def synth_metrics(clips: Sequence[SynthClip], fps: float) -> dict:
+    """Generation stats: counts per family, lengths, captions, foot skating (on the floor), lowest joint, jitter."""
+    by_family = clips_by_family(clips)
+    skating = [foot_skating_ratio(c.joints - np.array([0.0, c.joints[..., 1].min(), 0.0], np.float32)) for c in clips]
+    return {
+        "clips": len(clips),
+        "families": len(by_family),
+        "clips_per_family": {k: len(v) for k, v in by_family.items()},
+        "min_frames": int(min(c.length for c in clips)),
+        "max_frames": int(max(c.length for c in clips)),
+        "mean_frames": float(np.mean([c.length for c in clips])),
+        "min_captions_per_clip": int(min(len(c.captions) for c in clips)),
+        "foot_skating_ratio": float(np.mean(skating)),
+        "lowest_joint_height_m": float(min(c.joints[..., 1].min() for c in clips)),
+        "jitter_m_s3": float(np.mean([jitter(c.joints[:, :22], fps) for c in clips])),
+    }
