@@ -319,7 +319,7 @@ STAGE_PARAMS = {
     "train_evaluator": {"seed": 0, "threads": 1, "device": "cpu", "epochs": 2, "batch_size": 16, "lr": 0.003, "loss": "infonce",
                         "margin": 3.0, "temperature": 1.0, "max_tokens": 16, "conv_channels": 16, "motion_hidden": 16,
                         "text_hidden": 16, "embed_dim": 8, "dropout": 0.0, "val_replications": 2},
-    "evaluate_t2m": {"seed": 0, "threads": 1, "replications": 3, "diversity_times": 20, "sample_sets": 3, "mm_texts": 4,
+    "evaluate_t2m": {"seed": 0, "threads": 1, "device": "cpu", "replications": 3, "diversity_times": 20, "sample_sets": 3, "mm_texts": 4,
                      "mm_repeats": 3, "mm_times": 2, "sample_batch_size": 8},
 }
 

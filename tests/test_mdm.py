@@ -619,7 +619,7 @@ def _stage(name: str):
     return stage_command(name)
 
 
-TRAIN_PARAMS = {"seed": 0, "threads": 1, "latent_dim": 32, "num_layers": 2, "num_heads": 4, "ff_dim": 64, "dropout": 0.1,
+TRAIN_PARAMS = {"seed": 0, "threads": 1, "device": "cpu", "latent_dim": 32, "num_layers": 2, "num_heads": 4, "ff_dim": 64, "dropout": 0.1,
                 "frames_per_token": 2,
                 "diffusion_steps": 100, "schedule": "cosine", "cond_drop": 0.1, "conditioning": "adaln",
                 "standardize_text": True, "max_frames": 64, "steps": 6,
@@ -628,7 +628,7 @@ TRAIN_PARAMS = {"seed": 0, "threads": 1, "latent_dim": 32, "num_layers": 2, "num
                 "lambda_joints": 0.0, "lambda_velocity": 0.1, "lambda_foot": 0.1, "geometry_signal_weighted": True,
                 "clause_slots": 1,
                 "word_tokens": 4, "clip_progress": True, "high_noise_share": 0.5, "high_noise_fraction": 0.1}
-SAMPLE_PARAMS = {"seed": 0, "threads": 1, "ddim_steps": 4, "guidance_scale": 2.5, "eta": 0.0, "batch_size": 3,
+SAMPLE_PARAMS = {"seed": 0, "threads": 1, "device": "cpu", "ddim_steps": 4, "guidance_scale": 2.5, "eta": 0.0, "batch_size": 3,
                  "max_clips": 0, "videos": 1, "sheet_rows": 2}
 
 

@@ -117,8 +117,10 @@ class MDMConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ArtifactError(f"MDMConfig: parameter '{name}' must be a positive integer, got {value!r}")
-        if not isinstance(self.clause_slots, int) or isinstance(self.clause_slots, bool) or self.clause_slots < 0:
-            raise ArtifactError(f"MDMConfig: parameter 'clause_slots' must be an integer >= 0, got {self.clause_slots!r}")
+        if not isinstance(self.clause_slots, int) or isinstance(self.clause_slots, bool):
+            raise ArtifactError(f"MDMConfig: parameter 'clause_slots' must be an integer, got {self.clause_slots!r}")
+        if self.clause_slots < 0:
+            raise ArtifactError(f"MDMConfig: parameter 'clause_slots' must be >= 0, got {self.clause_slots!r}")
         if self.conditioning not in CONDITIONING:
             raise ArtifactError(f"MDMConfig: parameter 'conditioning' must be one of {', '.join(CONDITIONING)}, "
                                 f"got {self.conditioning!r}")

@@ -83,8 +83,10 @@ class LoopConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ArtifactError(f"LoopConfig: parameter '{name}' must be a positive integer, got {value!r}")
+            if not isinstance(value, int):
+                raise ArtifactError(f"LoopConfig: parameter '{name}' must be an integer, got {value!r}")
+            if value < 1:
+                raise ArtifactError(f"LoopConfig: parameter '{name}' must be > 0, got {value!r}")
         for name in ("warmup_steps", "length_buckets"):
             if getattr(self, name) < 0:
                 raise ArtifactError(f"LoopConfig: parameter '{name}' must be >= 0, got {getattr(self, name)!r}")
