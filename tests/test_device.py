@@ -159,8 +159,8 @@ def test_the_loop_trains_the_prior_on_another_device_without_mixing_devices(corp
 
 def test_the_perception_loss_runs_on_another_device_without_mixing_devices():
     from humandiff.body.model import load_body_model
-    from humandiff.perception.dataset import colour_jitter
-    from humandiff.perception.model import LossWeights, PerceptionConfig, PerceptionNet, perception_loss, teacher_evidence
+    from humandiff.perception.model import LossWeights, PerceptionConfig, PerceptionNet
+    from humandiff.perception.train import Augmentation, perception_loss_fn
 
     torch.manual_seed(0)
     config = PerceptionConfig(**PERCEPTION)
@@ -173,11 +173,9 @@ def test_the_perception_loss_runs_on_another_device_without_mixing_devices():
         "betas": torch.zeros(2, 10), "intrinsics": torch.tensor([[60.0, 60.0, 32.0, 32.0]] * 2),
     }, "meta")
     generator = torch.Generator().manual_seed(0)
+    loss_fn = perception_loss_fn(body_model, 64, LossWeights(), Augmentation(0.2, 0.5, 2.0, 0.05))
     with _MetaValues():  # as train_perception's loss runs in the loop
-        images = colour_jitter(batch["images"], generator, 0.2)
-        teacher = teacher_evidence(batch["joints_2d"], batch["joints_cam"], 64, generator, 2.0, 0.05)
-        use_teacher = torch.rand(2, generator=generator).to(images.device) < 0.5
-        loss, terms = perception_loss(net(images, teacher, use_teacher), batch, body_model, LossWeights(), 64)
+        loss, terms = loss_fn(net, batch, generator)
     assert loss.is_meta and set(terms) >= {"heatmap", "joints3d"}
 
 

@@ -279,7 +279,7 @@ def _params(tmp_path: Path, **overrides) -> Path:
     params = {
         "body": {"model_path": str(BODY)},
         "train_perception": {
-            "seed": 0, "threads": 1, "steps": 4, "batch_size": 4, "lr": 2e-3, "weight_decay": 1e-4, "warmup_steps": 1,
+            "seed": 0, "threads": 1, "device": "cpu", "steps": 4, "batch_size": 4, "lr": 2e-3, "weight_decay": 1e-4, "warmup_steps": 1,
             "lr_decay": "cosine", "grad_clip": 10.0, "ema_decay": 0.9, "checkpoint_every": 2,
             "widths": list(TINY["widths"]), "blocks": list(TINY["blocks"]), "head_width": TINY["head_width"],
             "token_dim": TINY["token_dim"], "regressor_width": TINY["regressor_width"], "ief_iterations": 2,
@@ -288,8 +288,8 @@ def _params(tmp_path: Path, **overrides) -> Path:
             "w_depth": 1.0, "w_joints3d": 5.0, "w_joints2d": 0.02, "w_rotations": 1.0, "w_betas": 0.01,
             "eval_batch_size": 8,
         },
-        "extract": {"sets": ["val", "test"], "batch_size": 4, "threads": 1, "refine_window": 5, "chunk_images": 5,
-                    "sheet_images": 4},
+        "extract": {"sets": ["val", "test"], "batch_size": 4, "threads": 1, "device": "cpu", "refine_window": 5,
+                    "chunk_images": 5, "sheet_images": 4},
     }
     for dotted, value in overrides.items():
         section, key = dotted.split("__")
@@ -406,3 +406,179 @@ def test_fast_layout_puts_wide_stems_in_channels_last():
     model = PerceptionNet(config).fast_layout()
     assert model.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert not model.stem[0].weight.is_contiguous()
+
+
+# ---------------------------------------------------------------------------------- training (perception.train)
+def test_augmentation_and_loss_weights_errors_name_the_parameter(tmp_path):
+    from humandiff.perception.train import Augmentation, loss_weights, refuse_image_fields
+
+    for bad in ({"colour_jitter": 1.0}, {"teacher_fraction": 1.5}, {"teacher_pixel_noise": -1.0}):
+        with pytest.raises(ArtifactError, match=f"'{next(iter(bad))}'"):
+            Augmentation(**bad)
+    section = yaml.safe_load(_params(tmp_path).read_text())["train_perception"]
+    weights = loss_weights("params.yaml", "train_perception", section)
+    assert weights == LossWeights(heatmap=1.0, keypoint=1.0, depth=1.0, joints3d=5.0, joints2d=0.02, rotations=1.0,
+                                  betas=0.01, sigma=1.0, occluded_weight=0.5)
+    with pytest.raises(ArtifactError) as caught:
+        loss_weights("params.yaml", "train_perception", section | {"w_depth": -1.0})
+    assert str(caught.value) == "params.yaml: parameter 'train_perception.w_depth' must be a finite number >= 0, got -1.0"
+    refuse_image_fields("params.yaml", "train_perception", section)
+    with pytest.raises(ArtifactError, match=r"train_perception\.image_size come from the training images"):
+        refuse_image_fields("params.yaml", "train_perception", section | {"image_size": 64})
+
+
+@pytest.mark.parametrize("override, key", [
+    ({"train_perception__colour_jitter": 1.0}, "train_perception.colour_jitter"),
+    ({"train_perception__teacher_fraction": -0.1}, "train_perception.teacher_fraction"),
+    ({"train_perception__w_betas": -1.0}, "train_perception.w_betas"),
+    ({"train_perception__widths": [8, 8]}, "train_perception.widths"),
+    ({"train_perception__image_size": 64}, "train_perception.image_size"),
+    ({"train_perception__lr_decya": "cosine"}, "train_perception.lr_decya"),
+    ({"train_perception__device": "gpu"}, "train_perception.device"),
+])
+def test_train_params_are_checked_before_any_input_is_read(tmp_path, override, key):
+    result = _train(tmp_path, tmp_path / "no_images", _params(tmp_path, **override))
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and key in result.output, result.output
+    assert str(tmp_path / "params.yaml") in result.output
+
+
+def test_sized_config_takes_the_image_size_and_betas_from_the_data(tiny_arrays):
+    from humandiff.perception.train import sized_config
+
+    config = sized_config(PerceptionConfig(**(TINY | {"image_size": 128})), PerceptionDataset(tiny_arrays))
+    assert config.image_size == SIZE and config.num_betas == 10 and config.widths == TINY["widths"]
+
+
+def test_the_loss_fn_augments_with_the_generators_draws_only(tiny_arrays, body_model):
+    from humandiff.perception.train import Augmentation, perception_loss_fn
+
+    dataset = PerceptionDataset(tiny_arrays)
+    batch = dataset.collate(range(4))
+    torch.manual_seed(0)
+    net = PerceptionNet(PerceptionConfig(**TINY))
+    loss_fn = perception_loss_fn(body_model, SIZE, LossWeights(), Augmentation())
+    first, terms = loss_fn(net, batch, torch.Generator().manual_seed(3))
+    again, _ = loss_fn(net, batch, torch.Generator().manual_seed(3))
+    other, _ = loss_fn(net, batch, torch.Generator().manual_seed(4))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert set(terms) >= set(LossWeights.__dataclass_fields__) - {"sigma", "occluded_weight"}
+    # without augmentation (no jitter, no teacher) the loss is the network's on the plain images
+    plain = perception_loss_fn(body_model, SIZE, LossWeights(), Augmentation(0.0, 0.0, 0.0, 0.0))
+    expected, _ = perception_loss(net(batch["images"], None, None), batch, body_model, LossWeights(), SIZE)
+    assert torch.allclose(plain(net, batch, torch.Generator().manual_seed(5))[0], expected)
+
+
+def test_training_metrics_report_per_step_times_of_the_steps_run():
+    from humandiff.perception.train import training_metrics
+    from humandiff.train.loop import LoopConfig, LoopResult
+
+    model = PerceptionNet(PerceptionConfig(**TINY))
+    result = LoopResult(model=model, ema=model, history=[{"step": 8, "loss": 1.23456}], step=8, resumed_from=4,
+                        wall_seconds=2.0, steps_run=4, total_seconds=3.04)
+    metrics = training_metrics(result, model, LoopConfig(steps=8, batch_size=6, lr=1e-3), 12, 2, 1.0)
+    assert metrics["epochs"] == 4.0 and metrics["seconds_per_step"] == 0.5 and metrics["cpu_seconds_per_step"] == 0.25
+    assert metrics["final_loss"] == 1.2346 and metrics["resumed_from"] == 4 and metrics["train_seconds"] == 3.0
+    assert metrics["parameters"] == sum(p.numel() for p in model.parameters())
+
+
+# ---------------------------------------------------------------------------------- extraction (perception.extract, .report)
+@pytest.mark.parametrize("values, key", [
+    ({"sets": ["val"]}, "'sets'"),
+    ({"sets": ["test", "test"]}, "'sets'"),
+    ({"sets": ["test", "bogus"]}, "'sets'"),
+    ({"sets": ["test"], "refine_window": 4}, "'refine_window' must be odd"),
+    ({"sets": ["test"], "chunk_images": 0}, "'chunk_images' must be > 0"),
+])
+def test_extract_settings_are_checked(values, key):
+    from humandiff.perception.extract import ExtractSettings
+
+    with pytest.raises(ArtifactError, match=key):
+        ExtractSettings(**values)
+    assert ExtractSettings(sets=["test", "val"]).sets == ("test", "val")
+
+
+def test_image_sets_are_checked_whole_before_extraction(tmp_path, image_dir):
+    import shutil
+
+    from humandiff.imaging import load_index
+    from humandiff.perception.extract import check_image_sets
+
+    check_image_sets(image_dir, load_index(image_dir), ["val", "test"])
+    with pytest.raises(ArtifactError, match=r"no image of set\(s\) \['video'\] listed in 'extract.sets'"):
+        check_image_sets(image_dir, load_index(image_dir), ["test", "video"], "'extract.sets'")
+    damaged = tmp_path / "images"
+    shutil.copytree(image_dir, damaged)
+    last = sorted((damaged / "test").glob("*.npz"))[-1]
+    last.write_bytes(b"not a shard")
+    with pytest.raises(ArtifactError, match=last.name):
+        check_image_sets(damaged, load_index(damaged), ["val", "test"])
+
+
+def test_extract_stage_fails_on_a_damaged_shard_before_running_the_network(tmp_path, trained, image_dir, monkeypatch):
+    import shutil
+
+    import humandiff.perception.extract as extract_module
+
+    damaged = tmp_path / "images"
+    shutil.copytree(image_dir, damaged)
+    shutil.copy(image_dir.parent / "render.json", tmp_path / "render.json")
+    sorted((damaged / "test").glob("*.npz"))[-1].write_bytes(b"not a shard")
+    monkeypatch.setattr(extract_module, "predict", lambda *args, **kwargs: pytest.fail("the network ran"))
+    out = tmp_path / "out"
+    out.mkdir()
+    result = _extract(out, damaged, _params(tmp_path), trained / "model.pt")
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "test_0001.npz" in result.output, result.output
+    assert not (out / "perception").exists() and not (out / "perception.json").exists()
+
+
+def test_video_metrics_align_the_pelvis_and_follow_the_frames():
+    import pandas as pd
+
+    from humandiff.perception.report import video_metrics
+
+    # two sequences of 4 and 3 frames, rows out of frame order
+    rows = pd.DataFrame({"sequence": [0, 0, 0, 0, 1, 1, 1], "frame": [3, 1, 0, 2, 2, 0, 1], "fps": 20.0})
+    truth = {"joints_cam": np.zeros((7, 24, 3), np.float32)}
+    # joints moving at constant velocity in frame order, the root included: no acceleration
+    velocity = np.linspace(0.0, 0.05, 72, dtype=np.float32).reshape(1, 24, 3)
+    steady = {"joints_cam": rows["frame"].to_numpy(np.float32)[:, None, None] * velocity}
+    assert video_metrics(rows, steady, truth) == {"regression_accel_error_mm_s2": pytest.approx(0.0, abs=1e-3)}
+    # a moving root is aligned away
+    moving = {"joints_cam": steady["joints_cam"] + np.float32(0.5) * rows["frame"].to_numpy(np.float32)[:, None, None] ** 2}
+    assert video_metrics(rows, moving, truth)["regression_accel_error_mm_s2"] == pytest.approx(0.0, abs=1.0)  # float32
+    # in row order (not frame order) the same motion would jitter
+    assert video_metrics(rows.assign(frame=range(7)), steady, truth)["regression_accel_error_mm_s2"] > 1000
+    assert video_metrics(rows.assign(sequence=[0, 0, 1, 1, 2, 2, 3]), steady, truth) == {}  # no sequence of 3 frames
+
+
+def test_metrics_report_and_figure_of_the_extract_stage(tmp_path):
+    from humandiff.perception.report import (figure_link, perception_metrics, perception_report, prediction_sheet,
+                                             read_render_rate, sheet_tiles)
+
+    scores = {key: 0.5 for key in ("pck_0.05", "pck_0.1", "pck_0.05_visible", "pck_0.1_visible", "pck_0.05_lsp14",
+                                   "pck_0.1_lsp14", "keypoint_error_px", "swap_share_of_misses_0.1", "regression_mpjpe_mm",
+                                   "regression_pa_mpjpe_mm", "regression_mpjpe_lsp14_mm", "regression_pa_mpjpe_lsp14_mm",
+                                   "regression_pck_0.1", "heatmap_depth_error_mm")}
+    per_set = {"test": scores | {"images": 6}, "video": scores | {"images": 10, "regression_accel_error_mm_s2": 1234.5}}
+    metrics = perception_metrics(per_set, 64, 12.5, 2.0)
+    assert metrics["extract_images_per_s"] == 8.0 and metrics["test_images"] == 6 and metrics["image_size"] == 64
+    assert metrics["sets"]["video"]["images"] == 10.0 and metrics["render_images_per_s"] == 12.5
+    text = perception_report(metrics, per_set, figure_link(tmp_path / "reports/perception/predictions.png",
+                                                           tmp_path / "reports/perception.md"))
+    assert "| video | 10 | 0.500 |" in text and "acceleration error 1234 mm/s^2" in text
+    assert "(perception/predictions.png)" in text and "extraction 8.0 images/s" in text
+    assert figure_link("/elsewhere/fig.png", "reports/perception.md") == "/elsewhere/fig.png"
+
+    (tmp_path / "render.json").write_text('{"render_images_per_s": 3}')
+    assert read_render_rate(tmp_path / "render.json") == 3.0
+    (tmp_path / "render.json").write_text("[]")
+    with pytest.raises(ArtifactError, match="render_images_per_s"):
+        read_render_rate(tmp_path / "render.json")
+
+    rng = np.random.default_rng(0)
+    truth = {"image": rng.integers(0, 255, (5, 32, 32, 3), dtype=np.uint8), "joints_2d": rng.uniform(0, 32, (5, 24, 2)),
+             "in_image": np.ones((5, 24), bool)}
+    predictions = {"keypoints": truth["joints_2d"] + 3.0, "confidence": np.full((5, 24), 0.9)}
+    tiles = sheet_tiles(truth, predictions, np.array([f"test_{i}" for i in range(5)]), 3)
+    assert len(tiles) == 3 and tiles[0].shape == (64, 64, 3)
+    assert prediction_sheet(tiles).shape == (4 + 68, 4 + 3 * 68, 3)
