@@ -49,7 +49,7 @@ def main(params_file: str, family: str, method: str, variant: str, tasks_dir: st
     if p["max_tasks"] < 0:
         raise ArtifactError(f"{params_file}: parameter '{SECTION}.max_tasks' must be >= 0 (0 = all)")
     guided = GuidedBaseline.from_params(p["guided"], params_file, f"{SECTION}.guided") if method == "guided" else None
-    device = resolve_device(p["device"], f"{params_file}: {SECTION}.device")
+    device = resolve_device(p["device"], f"{params_file}: parameter '{SECTION}.device'")
     torch.set_num_threads(p["threads"])
     torch.manual_seed(p["seed"])
 

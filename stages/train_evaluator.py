@@ -50,7 +50,7 @@ def main(params_file: str, index_file: str, features_file: str, mean_std_file: s
     (config, options), p = section_config(params_file, SECTION, (EvaluatorConfig, EvaluatorTraining), EXTRA,
                                           defaults=DEFAULTS)
     positive(params_file, SECTION, p, "threads")
-    device = resolve_device(p["device"], f"{params_file}: {SECTION}.device")
+    device = resolve_device(p["device"], f"{params_file}: parameter '{SECTION}.device'")
     torch.set_num_threads(p["threads"])
     splits = [load_motion_split(index_file, features_file, None, name) for name in ("train", "val")]
     eval_mean, eval_std = load_mean_std(mean_std_file, "eval")

@@ -51,7 +51,7 @@ def main(params_file: str, index_file: str, features_file: str, mean_std_file: s
          out_file: str, metrics_file: str, plots_dir: str) -> None:
     (config, options), p = section_config(params_file, SECTION, (RewardConfig, RewardTraining), EXTRA, defaults=DEFAULTS)
     positive(params_file, SECTION, p, "threads", "test_replications")
-    device = resolve_device(p["device"], f"{params_file}: {SECTION}.device")
+    device = resolve_device(p["device"], f"{params_file}: parameter '{SECTION}.device'")
     torch.set_num_threads(p["threads"])
     train, val, test = (CaptionedMotions.from_split(load_motion_split(index_file, features_file, embeddings_file, name))
                         for name in ("train", "val", "test"))

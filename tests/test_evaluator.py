@@ -441,8 +441,8 @@ def test_train_evaluator_and_evaluate_t2m_stages(corpus, tmp_path):
     ({"train_evaluator__batch_size": 1}, "'train_evaluator.batch_size' must be >= 2"),
     ({"train_evaluator__threads": 0}, "train_evaluator.threads"),
     ({"train_evaluator__epoch": 3}, "unknown parameter(s) train_evaluator.epoch"),
-    ({"train_evaluator__device": "gpu"}, "train_evaluator.device must be one of auto, cpu, cuda"),
-    pytest.param({"train_evaluator__device": "cuda"}, "train_evaluator.device is 'cuda' but torch sees no CUDA device",
+    ({"train_evaluator__device": "gpu"}, "train_evaluator.device' must be one of auto, cpu, cuda"),
+    pytest.param({"train_evaluator__device": "cuda"}, "train_evaluator.device' is 'cuda' but torch sees no CUDA device",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is there")),
 ])
 def test_train_evaluator_rejects_bad_params(corpus, tmp_path, override, message):

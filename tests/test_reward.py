@@ -228,7 +228,7 @@ def test_train_reward_stage(tmp_path):
                          ({"test_replications": 0}, "train_reward.test_replications"),
                          ({"lr": "fast"}, "parameter 'train_reward.lr' must be float, got 'fast'"),
                          ({"temprature": 0.1}, "unknown parameter(s) train_reward.temprature"),
-                         ({"device": "tpu"}, "train_reward.device must be one of auto, cpu, cuda")]:
+                         ({"device": "tpu"}, "train_reward.device' must be one of auto, cpu, cuda")]:
         result = CliRunner().invoke(_main(), _args(tmp_path, dict(STAGE_PARAMS, **bad)), catch_exceptions=False)
         assert result.exit_code == 2 and message in result.output, (bad, result.output)
         assert len(result.output.strip().splitlines()) == 1
