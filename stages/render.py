@@ -4,7 +4,8 @@ Poses the body model with the raw clips' SMPL parameters, renders each image wit
 perspective camera, clothing or body-part colouring, lighting, a procedural background and
 optional occluders, and writes NPZ shards plus a Parquet index with the full ground truth (see
 humandiff.imaging.shards). The set of a clip follows its split in the prepared motion index, so
-no test clip reaches training. Also writes a contact sheet with the ground-truth 2D joints and
+no test clip reaches training; an index prepared from another source (``prepare_motion.source:
+humanml3d``) is refused, since only the synthetic clips carry SMPL parameters to render. Also writes a contact sheet with the ground-truth 2D joints and
 metrics (counts, throughput); :mod:`humandiff.imaging.build` holds the steps.
 """
 
@@ -50,7 +51,7 @@ def main(params_file: str, motions: str, clips: str, split_index: str, out_dir: 
     clip_rows, arrays, fps = load_raw_motions(motions, clips)
     settings, sizes = render_config(p, fps, params_file, SECTION)
     load_body_model(body_path)  # fail early, with one line, on a missing or bad model
-    table = clip_table(clip_rows, load_parquet(split_index, ["source_id", "split", "mirror"]), arrays["offsets"])
+    table = clip_table(clip_rows, load_parquet(split_index, ["clip_id", "source_id", "split", "mirror", "length"]), arrays["offsets"])
     units = plan_units(table, arrays, sizes, p["seed"])
 
     rendered = write_image_sets(out_dir, units, body_path, settings, p["workers"], p["shard_size"], p["sheet_columns"])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import pickletools
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -389,10 +391,131 @@ def test_loader_refuses_malicious_and_chumpy_pickles(arrays, tmp_path):
     path.write_bytes(b"\x80\x02cbuiltins\neval\nq\x00X\x04\x00\x00\x001+1q\x01\x85q\x02Rq\x03.")
     with pytest.raises(ArtifactError, match=r"builtin.pkl: refusing to unpickle 'builtins.eval'"):
         load_body_arrays(path)
+    # a chumpy object whose state holds no array, where an array is needed: one line naming file and field
     path = tmp_path / "basicmodel_m_lbs_10_207_0_v1.0.0.pkl"
-    path.write_bytes(b"\x80\x02cchumpy.ch\nCh\nq\x00)\x81q\x01.")
-    with pytest.raises(ArtifactError, match=r"basicmodel_m_lbs_10_207_0_v1.0.0.pkl: holds chumpy objects"):
+    with _fake_chumpy() as (ch, ops):
+        payload = {**_official_style_dict(arrays), "v_template": ops.add(ch.Ch(arrays["v_template"]), ch.Ch(0.0))}
+        path.write_bytes(pickle.dumps(payload, protocol=2))
+    with pytest.raises(ArtifactError, match=r"basicmodel_m_lbs_10_207_0_v1.0.0.pkl: field 'v_template' is a chumpy "
+                                            r"chumpy.ch_ops.add without an array"):
         load_body_arrays(path)
+    # a chumpy-looking name outside the stand-in does not open the door to other globals
+    path = tmp_path / "mixed.pkl"
+    path.write_bytes(b"\x80\x02cchumpy.ch\nCh\nq\x00)\x81q\x01}q\x02X\x01\x00\x00\x00xcos\nsystem\nq\x03sb.")
+    with pytest.raises(ArtifactError, match=r"mixed.pkl: refusing to unpickle 'os.system'"):
+        load_body_arrays(path)
+
+
+# --- official SMPL files as downloaded: pickles of chumpy objects ---------------------------------
+
+
+@contextlib.contextmanager
+def _fake_chumpy():
+    """Classes named as chumpy's (``chumpy.ch.Ch``, ``chumpy.ch_ops.add``) that pickle as chumpy does:
+    ``__getstate__`` returns the object's ``__dict__``, a Ch's array under ``x``. The fake modules live in
+    sys.modules only while the fixture is written."""
+    import types
+
+    class Ch:
+        def __init__(self, x):
+            self.x = np.asarray(x)
+            self._dirty = False
+
+        def __getstate__(self):
+            return dict(self.__dict__)
+
+    class add:  # noqa: N801 (chumpy's name)
+        def __init__(self, a, b):
+            self.a, self.b = a, b
+
+        def __getstate__(self):
+            return dict(self.__dict__)
+
+    names = {"chumpy": None, "chumpy.ch": Ch, "chumpy.ch_ops": add}
+    saved = {name: sys.modules.get(name) for name in names}
+    modules = {}
+    for name, cls in names.items():
+        module = types.ModuleType(name)
+        if cls is not None:
+            cls.__module__, cls.__qualname__ = name, cls.__name__
+            setattr(module, cls.__name__, cls)
+        modules[name] = sys.modules[name] = module
+    try:
+        yield modules["chumpy.ch"], modules["chumpy.ch_ops"]
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+
+def _chumpy_style_dict(arrays: dict[str, np.ndarray], ch, ops) -> dict:
+    """The official SMPL pickle's content: chumpy arrays, a sparse regressor, a chumpy operation for J."""
+    payload = _official_style_dict(arrays)
+    for key in ("v_template", "shapedirs", "posedirs", "weights"):
+        payload[key] = ch.Ch(payload[key])
+    payload["J"] = ops.add(ch.Ch(payload["J"]), ch.Ch(np.zeros(3)))
+    return payload
+
+
+def test_official_chumpy_pickle_loads_as_downloaded(arrays, tmp_path):
+    modern, python2 = tmp_path / "SMPL_NEUTRAL.pkl", tmp_path / "basicModel_neutral_lbs_10_207_0_v1.0.0.pkl"
+    with _fake_chumpy() as (ch, ops):
+        payload = _chumpy_style_dict(arrays, ch, ops)
+        modern.write_bytes(pickle.dumps(payload, protocol=2))
+        python2.write_bytes(_as_python2_pickle(payload))
+    assert "chumpy" not in sys.modules and "chumpy.ch" not in sys.modules
+    assert b"chumpy.ch\nCh\n" in python2.read_bytes()
+    plain = tmp_path / "plain.pkl"
+    plain.write_bytes(pickle.dumps(_official_style_dict(arrays), protocol=2))
+    expected = load_body_arrays(plain)
+    for path in (modern, python2):
+        loaded = load_body_arrays(path)
+        assert set(loaded) == set(expected)
+        for key, value in expected.items():
+            assert loaded[key].dtype == value.dtype and np.array_equal(loaded[key], value), key
+        vertices, _ = posed_body(load_body_model(path), **_pose(1, left_elbow=(0.0, -1.0, 0.0)))
+        reference, _ = posed_body(load_body_model(plain), **_pose(1, left_elbow=(0.0, -1.0, 0.0)))
+        torch.testing.assert_close(vertices, reference, atol=0, rtol=0)
+    assert "chumpy" not in sys.modules  # the loader never imports chumpy
+
+
+def _smpl_topology_arrays(seed: int = 0) -> dict:
+    """Random but well-formed arrays of the official topology (6,890 vertices, 13,776 faces)."""
+    rng = np.random.default_rng(seed)
+    vertices = 6890
+    weights = rng.random((vertices, 24))
+    regressor = scipy.sparse.random(24, vertices, density=0.002, random_state=seed, format="csc") + scipy.sparse.csc_matrix(
+        (np.ones(24), (np.arange(24), np.arange(24) * 200)), shape=(24, vertices))
+    regressor = scipy.sparse.csc_matrix(regressor.multiply(1.0 / regressor.sum(1)))
+    kintree = np.stack([np.array(SMPL_PARENTS), np.arange(24)]).astype(np.uint32)
+    return {
+        "v_template": rng.normal(scale=0.3, size=(vertices, 3)),
+        "shapedirs": rng.normal(scale=0.01, size=(vertices, 3, 10)),
+        "posedirs": rng.normal(scale=0.001, size=(vertices, 3, 207)),
+        "J_regressor": regressor,
+        "weights": weights / weights.sum(1, keepdims=True),
+        "kintree_table": kintree,
+        "f": rng.integers(0, vertices, size=(13776, 3)).astype(np.uint32),
+        "bs_style": "lbs",
+    }
+
+
+def test_official_topology_model_through_the_loader(tmp_path):
+    smpl = _smpl_topology_arrays()
+    path = tmp_path / "SMPL_NEUTRAL.pkl"
+    with _fake_chumpy() as (ch, _):
+        path.write_bytes(_as_python2_pickle({k: ch.Ch(v) if k in ("v_template", "shapedirs", "posedirs", "weights") else v
+                                             for k, v in smpl.items()}))
+    loaded = load_body_arrays(path)
+    assert loaded["v_template"].shape == (6890, 3) and loaded["shapedirs"].shape == (6890, 3, 10)
+    assert loaded["J_regressor"].shape == (24, 6890) and loaded["f"].shape == (13776, 3)
+    model = load_body_model(path)
+    vertices, joints = posed_body(model, **_pose(2))
+    assert vertices.shape == (2, 6890, 3) and torch.isfinite(vertices).all()
+    rest = smpl["J_regressor"] @ smpl["v_template"]
+    np.testing.assert_allclose(rest_joints(model), rest, atol=1e-5)
 
 
 # --- the conversion tool's numerical helpers (anny itself is not needed) ------------------------------

@@ -7,9 +7,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from humandiff.datasets.humanml3d import HumanML3DClip, iter_humanml3d, load_joints, read_captions, read_split_ids
+from humandiff.datasets.humanml3d import (
+    HumanML3DClip,
+    HumanML3DCounts,
+    iter_humanml3d,
+    load_joints,
+    load_release_mean_std,
+    read_captions,
+    read_split_ids,
+    scan_humanml3d,
+)
 from humandiff.io.artifacts import ArtifactError
 from humandiff.motion.hml3d import mirror_joints
+from hml3d_release import write_release
 
 
 def ramp_joints(frames: int, seed: int) -> np.ndarray:
@@ -76,14 +86,14 @@ def test_clips_splits_and_spans(dataset):
 
     assert clips["000003"].split == "val" and clips["000003"].captions == ["a man jumps then sits"]
     span = clips["000003_1"]
-    # vectors [20, 80) -> joints [20, 81): 60 motion frames
-    assert (span.start_frame, span.end_frame) == (20, 81) and span.captions == ["a man jumps"]
+    # rows [20, 80): new_joints has as many rows as the vectors (recover_from_ric of them)
+    assert (span.start_frame, span.end_frame) == (20, 80) and span.captions == ["a man jumps"]
     assert span.tokens == ["a/DET man/NOUN jump/VERB"] and span.source_id == "000003"
-    assert np.array_equal(span.joints, joints["000003"][20:81])
+    assert np.array_equal(span.joints, joints["000003"][20:80]) and span.features is None
 
     # only spans: no whole clip; the second span runs past the end and is clipped to the file
     assert "000004" not in clips
-    assert (clips["000004_0"].start_frame, clips["000004_0"].end_frame) == (0, 61)
+    assert (clips["000004_0"].start_frame, clips["000004_0"].end_frame) == (0, 60)
     assert (clips["000004_1"].start_frame, clips["000004_1"].end_frame) == (60, 120)
     assert clips["000004_1"].split == "test"
 
@@ -92,7 +102,7 @@ def test_length_filter_and_split_selection(dataset):
     root, _ = dataset
     val_only = [clip.clip_id for clip in iter_humanml3d(root, splits=("val",))]
     assert val_only == ["000003", "000003_1"]
-    # raising the bound keeps the long file (249 motion frames) and its span; lowering the minimum
+    # raising the bound keeps the long file (250 frames) and its span; lowering the minimum
     # keeps the 20-frame span
     loose = [clip.clip_id for clip in iter_humanml3d(root, splits=("train", "val"), min_length=10, max_length=300)]
     assert "000002" in loose and "000002_1" in loose and "000003_2" in loose
@@ -125,8 +135,6 @@ def remove(relative: str):
         (write_text("000001", "ok#a/DET#zero#1.0\n"), r"000001\.txt:1: start time 'zero'"),
         (write_text("000001", "fine#x/X#0.0#0.0\n  #a/DET#0.0#0.0\n"), r"000001\.txt:2: empty caption"),
         (write_text("000001", "\n\n"), r"000001\.txt: no captions"),
-        (remove("texts/000001.txt"), r"000001\.txt: caption file not found"),
-        (remove("new_joints/M000001.npy"), r"M000001\.npy: joints file not found"),
         (save_joints("000001", np.zeros((60, 24, 3))), r"000001\.npy: joints have shape \(60, 24, 3\)"),
         (save_joints("000001", np.full((60, 22, 3), np.nan)), r"000001\.npy: joints contain NaN"),
         (save_joints("000001", np.array([{"a": 1}], dtype=object)), r"000001\.npy: cannot read"),
@@ -154,3 +162,101 @@ def test_load_joints_reads_float64_as_float32(tmp_path):
     np.save(path, np.ones((5, 22, 3), dtype=np.float64))
     loaded = load_joints(path)
     assert loaded.dtype == np.float32 and loaded.shape == (5, 22, 3)
+
+
+def test_missing_files_are_skipped_and_counted(dataset):
+    """A listed id without its motion or caption file is skipped, as the reference loaders do, and counted."""
+    root, _ = dataset
+    (root / "new_joints" / "M000001.npy").unlink()
+    (root / "texts" / "000003.txt").unlink()
+    (root / "test.txt").write_text("000004\n000099\n")  # listed, never written
+    counts = HumanML3DCounts()
+    clips = [clip.clip_id for clip in iter_humanml3d(root, counts=counts)]
+    assert clips == ["000001", "000004_0", "000004_1"]
+    assert counts.as_dict() == {
+        "motion_folder": "new_joints", "listed": 6, "loaded": 2, "clips": 3,
+        "dropped": {"missing": 3, "too_short": 0, "too_long": 1},
+        "splits": {"train": {"listed": 3, "kept": 1}, "val": {"listed": 1, "kept": 0}, "test": {"listed": 2, "kept": 1}},
+    }
+    scanned = scan_humanml3d(root)  # the check mode: headers only, the same ids
+    assert (scanned.listed, scanned.loaded, scanned.dropped) == (counts.listed, counts.loaded, counts.dropped)
+    assert "6 ids listed, 2 kept, 4 dropped (missing 3, too short 0, too long 1)" in counts.summary()
+
+
+def _reference_loader(root: Path, split: str) -> dict[tuple[str, int], np.ndarray]:
+    """Guo et al.'s Text2MotionDataset selection, as MDM/DNO/SoPo ship it: (id, start) -> vectors."""
+    kept = {}
+    for name in (root / f"{split}.txt").read_text().split():
+        try:
+            motion = np.load(root / "new_joint_vecs" / f"{name}.npy")
+            if len(motion) < 40 or len(motion) >= 200:
+                continue
+            flag = False
+            for line in (root / "texts" / f"{name}.txt").read_text().splitlines():
+                parts = line.strip().split("#")
+                f_tag, to_tag = float(parts[2]), float(parts[3])
+                f_tag, to_tag = (0.0 if np.isnan(f_tag) else f_tag), (0.0 if np.isnan(to_tag) else to_tag)
+                if f_tag == 0.0 and to_tag == 0.0:
+                    flag = True
+                else:
+                    n_motion = motion[int(f_tag * 20) : int(to_tag * 20)]
+                    if len(n_motion) < 40 or len(n_motion) >= 200:
+                        continue
+                    kept[(name, int(f_tag * 20))] = n_motion
+            if flag:
+                kept[(name, 0)] = motion
+        except Exception:
+            pass
+    return kept
+
+
+def test_release_layout_keeps_exactly_the_reference_loaders_clips(tmp_path):
+    """Vectors of 30-210 frames (and a missing file): the same ids, crops and frame counts as the loaders."""
+    lengths = {f"{i:06d}": n for i, n in enumerate([30, 39, 40, 41, 120, 198, 199, 200, 201, 210])}
+    lengths["M000004"] = 120
+    texts = {"000004": "whole#w/X#0.0#0.0\npart#p/X#1.0#3.0\nshort#s/X#1.0#2.9\nlong#l/X#0.5#99.0\n",
+             "000009": "whole#w/X#0.0#0.0\na span of a long file#a/X#1.0#4.0\n",
+             "000007": "spans only#s/X#0.0#5.0\n"}
+    splits = {"train": list(lengths)[:6] + ["M000004", "000404"], "val": ["000006", "000007"], "test": ["000008", "000009"]}
+    vectors = write_release(tmp_path, lengths, splits, texts)
+    counts = HumanML3DCounts()
+    clips = list(iter_humanml3d(tmp_path, counts=counts))
+    ours = {(c.source_id, c.start_frame): c for c in clips}
+    reference = {}
+    for split in splits:
+        reference.update(_reference_loader(tmp_path, split))
+    assert sorted(ours) == sorted(reference)
+    for key, motion in reference.items():
+        clip = ours[key]
+        assert len(clip.features) == len(motion) == clip.end_frame - clip.start_frame == len(clip.joints)
+        assert np.array_equal(clip.features, motion)
+    kept_lengths = sorted(len(c.features) for c in clips if c.clip_id == c.source_id)
+    assert kept_lengths == [40, 41, 120, 120, 198, 199]
+    assert counts.motion_folder == "new_joint_vecs" and counts.listed == 12 and counts.loaded == 6
+    assert counts.dropped == {"missing": 1, "too_short": 2, "too_long": 3}
+    # joints are recover_from_ric of the vectors: the release's new_joints, the same frame count
+    whole = ours[("000004", 0)]
+    np.testing.assert_allclose(whole.joints, np.load(tmp_path / "new_joints/000004.npy"), atol=1e-5)
+    assert np.array_equal(whole.features, vectors["000004"])
+    mean, std = load_release_mean_std(tmp_path)
+    assert mean.shape == std.shape == (263,) and (std > 0).all()
+
+
+def test_release_mean_std_errors_name_the_file(tmp_path):
+    assert load_release_mean_std(tmp_path) is None
+    np.save(tmp_path / "Mean.npy", np.zeros(263))
+    with pytest.raises(ArtifactError, match=r"Std\.npy: file not found"):
+        load_release_mean_std(tmp_path)
+    np.save(tmp_path / "Std.npy", np.zeros(262))
+    with pytest.raises(ArtifactError, match=r"Std\.npy: has shape \(262,\)"):
+        load_release_mean_std(tmp_path)
+
+
+def test_vectors_errors_name_the_file(tmp_path):
+    write_release(tmp_path, {"000001": 50}, {"train": ["000001"]})
+    np.save(tmp_path / "new_joint_vecs/000001.npy", np.zeros((50, 262), dtype=np.float32))
+    with pytest.raises(ArtifactError, match=r"000001\.npy: vectors have shape \(50, 262\)"):
+        list(iter_humanml3d(tmp_path, splits=("train",)))
+    np.save(tmp_path / "new_joint_vecs/000001.npy", np.full((50, 263), np.nan, dtype=np.float32))
+    with pytest.raises(ArtifactError, match=r"000001\.npy: vectors contain NaN"):
+        list(iter_humanml3d(tmp_path, splits=("train",)))

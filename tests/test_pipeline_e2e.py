@@ -24,10 +24,8 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
 
 
-@pytest.fixture(scope="module")
-def smoke_repo(tmp_path_factory) -> Path:
-    """A copy of the working tree (tracked and new files, no outputs) with the smoke preset, reproduced."""
-    work = tmp_path_factory.mktemp("smoke") / "repo"
+def copy_work_tree(work: Path) -> None:
+    """Copy the working tree's tracked and new files (no reports, no dvc.lock) to ``work``."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
                            text=True, check=True).stdout.split()
     for name in files:
@@ -35,6 +33,13 @@ def smoke_repo(tmp_path_factory) -> Path:
         if source.is_file() and not name.startswith(("reports/", "dvc.lock")):
             (work / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, work / name)
+
+
+@pytest.fixture(scope="module")
+def smoke_repo(tmp_path_factory) -> Path:
+    """A copy of the working tree (tracked and new files, no outputs) with the smoke preset, reproduced."""
+    work = tmp_path_factory.mktemp("smoke") / "repo"
+    copy_work_tree(work)
     shutil.copy2(work / "presets/smoke.yaml", work / "params.yaml")
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
     result = _run([str(BIN / "dvc"), "repro"], work)

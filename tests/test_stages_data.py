@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
+from hml3d_release import write_release
 from script_loader import stage_command
 
 from humandiff.io import ArtifactError
@@ -75,6 +76,7 @@ def test_prepare_motion_round_trips_and_mirrors(raw_dir: Path, tmp_path: Path):
     assert result.exit_code == 0, result.output
     report = json.loads(metrics.read_text())
     assert report["roundtrip_max_error_mm"] < 1.0
+    assert "humanml3d" not in report  # the synthetic source lists nothing from files
     index = pd.read_parquet(out / "index.parquet")
     assert len(index) == 12 and index["mirror"].sum() == 6
     mirrored = index[index["mirror"]].iloc[0]
@@ -214,3 +216,76 @@ def test_synthetic_clips_split_by_source_clip_and_mirror(raw_dir: Path, tmp_path
         np.savez(empty / "motions.npz", joints=data["joints"][:0], offsets=np.zeros(1, np.int64))
     with pytest.raises(ArtifactError, match="empty: no clips"):
         source_clips(PrepareOptions(**OPTIONS), empty)
+
+
+# --- a real HumanML3D release (fixture in the published layout) ---------------------------------------
+
+RELEASE_LENGTHS = {"000000": 60, "000001": 45, "M000001": 45, "000002": 39, "000003": 200, "000004": 80, "000005": 120}
+RELEASE_SPLITS = {"train": ["000000", "000001", "M000001", "000002", "000404"], "val": ["000003", "000004"],
+                  "test": ["000005", "000505"]}
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("release") / "HumanML3D"
+    write_release(root, RELEASE_LENGTHS, RELEASE_SPLITS)
+    return root
+
+
+def test_prepare_motion_reads_a_release_as_published_and_counts_what_it_drops(release: Path, tmp_path: Path):
+    out, metrics = tmp_path / "hml", tmp_path / "data.json"
+    params = _params(tmp_path, prepare_motion__source="humanml3d", prepare_motion__humanml3d_root=str(release))
+    result = _run("prepare_motion", "--params", str(params), "--raw-dir", str(tmp_path / "no_raw"),
+                  "--out-dir", str(out), "--metrics", str(metrics))
+    assert result.exit_code == 0, result.output
+    report = json.loads(metrics.read_text())
+    assert report["humanml3d"] == {
+        "motion_folder": "new_joint_vecs", "listed": 9, "loaded": 5, "clips": 5, "mean_std": "release",
+        "dropped": {"missing": 2, "too_short": 1, "too_long": 1},
+        "splits": {"train": {"listed": 5, "kept": 3}, "val": {"listed": 2, "kept": 1}, "test": {"listed": 2, "kept": 1}},
+    }
+    index = pd.read_parquet(out / "index.parquet")
+    assert list(index["clip_id"]) == ["000000", "000001", "M000001", "000004", "000005"]
+    assert list(index["length"]) == [60, 45, 45, 80, 120]  # the published frame counts, none one short
+    with np.load(out / "features.npz") as data:
+        features, offsets = data["features"], data["offsets"]
+    for k, clip_id in enumerate(index["clip_id"]):
+        published = np.load(release / "new_joint_vecs" / f"{clip_id}.npy")
+        assert np.array_equal(features[offsets[k] : offsets[k + 1]], published)
+    with np.load(out / "mean_std.npz") as stats:
+        assert np.array_equal(stats["mean"], np.load(release / "Mean.npy"))
+        assert np.array_equal(stats["std"], np.load(release / "Std.npy"))
+        assert np.allclose(stats["eval_std"][:4], stats["std"][:4] / 5)
+
+
+def test_prepare_motion_check_prints_the_counts_and_writes_nothing(release: Path, tmp_path: Path):
+    out, metrics = tmp_path / "hml", tmp_path / "data.json"
+    params = _params(tmp_path, prepare_motion__source="humanml3d", prepare_motion__humanml3d_root=str(release))
+    result = _run("prepare_motion", "--params", str(params), "--out-dir", str(out), "--metrics", str(metrics), "--check")
+    assert result.exit_code == 0, result.output
+    assert "9 ids listed, 5 kept, 4 dropped (missing 2, too short 1, too long 1)" in result.output
+    assert "test: 2 listed, 1 kept" in result.output and "Mean.npy/Std.npy" in result.output
+    assert not out.exists() and not metrics.exists()
+    import subprocess
+    import sys
+
+    tool = subprocess.run([sys.executable, str(REPO / "tools/check_data.py"), str(release)], capture_output=True, text=True)
+    assert tool.returncode == 0 and "9 ids listed, 5 kept, 4 dropped" in tool.stdout, tool.stderr
+    tool = subprocess.run([sys.executable, str(REPO / "tools/check_data.py"), str(tmp_path / "nowhere")],
+                          capture_output=True, text=True)
+    assert tool.returncode == 2 and tool.stderr.strip().endswith("nowhere: HumanML3D folder not found")
+
+
+def test_render_refuses_a_split_index_from_another_source(release: Path, raw_dir: Path, tmp_path: Path):
+    """HumanML3D ids 000000.. collide with the synthetic ones: render must not pair their splits."""
+    params = _params(tmp_path, prepare_motion__source="humanml3d", prepare_motion__humanml3d_root=str(release))
+    result = _run("prepare_motion", "--params", str(params), "--out-dir", str(tmp_path / "hml"),
+                  "--metrics", str(tmp_path / "data.json"))
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(_stage("render"), [
+        "--params", str(params), "--motions", str(raw_dir / "motions.npz"), "--clips", str(raw_dir / "clips.parquet"),
+        "--split-index", str(tmp_path / "hml/index.parquet"), "--out-dir", str(tmp_path / "images"),
+        "--report-dir", str(tmp_path / "render"), "--metrics", str(tmp_path / "render.json")])
+    assert result.exit_code == 2, result.output
+    assert "prepare_motion.source" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "images").exists() and not (tmp_path / "render.json").exists()

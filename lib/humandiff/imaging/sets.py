@@ -130,6 +130,20 @@ class RenderUnit:
 
 
 # ---------------------------------------------------------------------------------- planning
+def check_index_source(clips: pd.DataFrame, originals: pd.DataFrame, offsets: np.ndarray) -> None:
+    """Refuse a split index that was not prepared from these raw clips (e.g. ``prepare_motion.source:
+    humanml3d``, whose ids collide with the synthetic ones): its original (not mirrored) rows must be
+    exactly the raw clips, each with one frame fewer of features than raw joint frames."""
+    raw_length = dict(zip(clips["clip_id"].astype(str), np.diff(offsets).astype(np.int64)))
+    ids = originals["clip_id"].astype(str) if "clip_id" in originals else originals["source_id"].astype(str)
+    same_ids = set(ids) == set(raw_length) and (ids == originals["source_id"].astype(str)).all()
+    if same_ids and "length" in originals:
+        same_ids = all(raw_length[i] - 1 == int(n) for i, n in zip(ids, originals["length"]))
+    if not same_ids:
+        raise ArtifactError("index.parquet: its clips are not synth_motion's clips, which render draws: "
+                            "render needs parameter 'prepare_motion.source' = synthetic")
+
+
 def clip_table(clips: pd.DataFrame, split_index: pd.DataFrame, offsets: np.ndarray) -> pd.DataFrame:
     """Raw clips (clips.parquet rows, in motions.npz order) with their split from the prepared index
     (rows with mirror == False; a clip's ``source_id`` is the raw ``clip_id``): columns clip_id, start,
@@ -137,6 +151,7 @@ def clip_table(clips: pd.DataFrame, split_index: pd.DataFrame, offsets: np.ndarr
     if len(offsets) != len(clips) + 1:
         raise ArtifactError(f"motions.npz: field 'offsets' has {len(offsets)} entries for {len(clips)} clips (expected K+1)")
     originals = split_index[~split_index["mirror"].astype(bool)]
+    check_index_source(clips, originals, offsets)
     split_of = dict(zip(originals["source_id"].astype(str), originals["split"].astype(str)))
     table = pd.DataFrame({
         "clip_id": clips["clip_id"].astype(str).to_numpy(),

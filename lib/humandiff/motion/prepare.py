@@ -118,6 +118,7 @@ class SourceClip:
     captions: list[str]
     actions: list[str]
     mirror: bool
+    features: np.ndarray | None = None  # published 263-d vectors (HumanML3D's new_joint_vecs), used as they are
 
 
 def synthetic_clips(raw_dir: str | Path, options: PrepareOptions) -> Iterator[SourceClip]:
@@ -147,30 +148,52 @@ def synthetic_clips(raw_dir: str | Path, options: PrepareOptions) -> Iterator[So
                              [mirror_text(c) for c in captions], actions, mirror=True)
 
 
-def humanml3d_clips(root: str | Path) -> Iterator[SourceClip]:
-    """Clips of a real HumanML3D release (its own splits and mirrored M-files; no action tags)."""
+def humanml3d_clips(root: str | Path, counts=None) -> Iterator[SourceClip]:
+    """Clips of a real HumanML3D release (its own splits and mirrored M-files; no action tags), with
+    the release's vectors when it has new_joint_vecs/. ``counts``: a HumanML3DCounts to fill."""
     from humandiff.datasets.humanml3d import iter_humanml3d
 
-    for clip in iter_humanml3d(root):
-        yield SourceClip(clip.clip_id, clip.source_id, clip.split, clip.joints, list(clip.captions), [], clip.mirror)
+    for clip in iter_humanml3d(root, counts=counts):
+        yield SourceClip(clip.clip_id, clip.source_id, clip.split, clip.joints, list(clip.captions), [], clip.mirror,
+                         clip.features)
 
 
-def source_clips(options: PrepareOptions, raw_dir: str | Path) -> list[SourceClip]:
+@dataclass
+class SourceCorpus:
+    """The clips of a source; for HumanML3D also what was kept and dropped (``counts``, a
+    HumanML3DCounts) and the release's Mean/Std (``mean_std``, or None)."""
+
+    clips: list[SourceClip]
+    counts: object | None = None
+    mean_std: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def source_corpus(options: PrepareOptions, raw_dir: str | Path) -> SourceCorpus:
     """The clips of ``options.source`` (raw clips under ``raw_dir``, or ``options.humanml3d_root``);
     an ArtifactError naming the folder when it holds none."""
     if options.source == "synthetic":
-        clips, where = list(synthetic_clips(raw_dir, options)), raw_dir
+        corpus, where = SourceCorpus(list(synthetic_clips(raw_dir, options))), raw_dir
     else:
-        clips, where = list(humanml3d_clips(options.humanml3d_root)), options.humanml3d_root
-    if not clips:
+        from humandiff.datasets.humanml3d import HumanML3DCounts, load_release_mean_std
+
+        counts = HumanML3DCounts()
+        clips = list(humanml3d_clips(options.humanml3d_root, counts))
+        corpus, where = SourceCorpus(clips, counts, load_release_mean_std(options.humanml3d_root)), options.humanml3d_root
+    if not corpus.clips:
         raise ArtifactError(f"{where}: no clips")
-    return clips
+    return corpus
+
+
+def source_clips(options: PrepareOptions, raw_dir: str | Path) -> list[SourceClip]:
+    """The clips of ``options.source`` (see :func:`source_corpus`)."""
+    return source_corpus(options, raw_dir).clips
 
 
 @dataclass
 class PreparedMotion:
     """The prepared corpus: ``index`` (one row per clip: clip_id, source_id, split, length, captions,
-    actions, mirror), per clip its features (T_i-1, 263) and canonical joints (T_i, 22, 3), the
+    actions, mirror), per clip its features (T_i-1, 263) and canonical joints (T_i, 22, 3) (published
+    vectors: both T_i frames, the joints their ``recover_from_ric``), the
     normalisation (mean_std.npz's arrays), the worst round-trip error (m) and the foot skating ratio
     of each original (not mirrored) clip."""
 
@@ -201,13 +224,31 @@ class PreparedMotion:
         }
 
 
+def _published(clips: Sequence[SourceClip]) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """(features, joints, 0.0) of clips that carry their published vectors: the vectors as they are and
+    their ``recover_from_ric`` (the same frame count, as HumanML3D's new_joints)."""
+    out = []
+    for clip in clips:
+        features = np.asarray(clip.features, dtype=np.float32)
+        if features.ndim != 2 or features.shape[1] != 263 or len(features) == 0 or not np.isfinite(features).all():
+            raise ArtifactError(f"clip {clip.clip_id}: vectors have shape {features.shape} or hold NaN/Inf, expected finite (T>0, 263)")
+        out.append((features, np.asarray(clip.joints, dtype=np.float32), 0.0))
+    return out
+
+
 def prepare_clips(clips: Sequence[SourceClip], reference: np.ndarray, contact_threshold: float, workers: int = 1,
-                  progress: bool = False) -> PreparedMotion:
-    """Features, canonical joints and the index of ``clips`` (:func:`features_for_clips`), with the
-    mean/std of the train split's features and the evaluator's (``reference_offsets``: ``reference``
-    (22, 3) as float32)."""
-    processed = features_for_clips([c.clip_id for c in clips], [c.joints for c in clips], reference,
-                                   contact_threshold, workers, progress=progress)
+                  progress: bool = False, mean_std: tuple[np.ndarray, np.ndarray] | None = None) -> PreparedMotion:
+    """Features, canonical joints and the index of ``clips`` (:func:`features_for_clips`, or a clip's
+    published ``features`` as they are), with the mean/std of the train split's features (or the
+    given ``mean_std``, e.g. the release's Mean/Std) and the evaluator's (``reference_offsets``:
+    ``reference`` (22, 3) as float32)."""
+    if any(c.features is not None for c in clips):
+        if not all(c.features is not None for c in clips):
+            raise ArtifactError("prepare: either every clip or none carries published vectors")
+        processed = _published(clips)
+    else:
+        processed = features_for_clips([c.clip_id for c in clips], [c.joints for c in clips], reference,
+                                       contact_threshold, workers, progress=progress)
     rows, features, canonical = [], [], []
     worst_error, skating = 0.0, []
     for clip, (feats, joints, error) in zip(clips, processed):
@@ -219,7 +260,10 @@ def prepare_clips(clips: Sequence[SourceClip], reference: np.ndarray, contact_th
         rows.append({"clip_id": clip.clip_id, "source_id": clip.source_id, "split": clip.split,
                      "length": len(feats), "captions": clip.captions, "actions": clip.actions, "mirror": clip.mirror})
     index = pd.DataFrame(rows)
-    mean, std = feature_mean_std([f for f, s in zip(features, index["split"]) if s == "train"])
+    if mean_std is None:
+        mean, std = feature_mean_std([f for f, s in zip(features, index["split"]) if s == "train"])
+    else:
+        mean, std = (np.asarray(a, dtype=np.float32) for a in mean_std)
     eval_mean, eval_std = evaluator_mean_std(mean, std)
     mean_std = {"mean": mean, "std": std, "eval_mean": eval_mean, "eval_std": eval_std,
                 "reference_offsets": reference.astype(np.float32)}
