@@ -24,7 +24,7 @@ def test_dvc_yaml_code_deps_equal_each_stage_scripts_import_closure():
 def test_no_stage_declares_a_folder_of_code():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
-        for dep in stage["deps"]:
+        for dep in stage.get("do", stage)["deps"]:
             if dep.startswith(("lib/", "stages/")):
                 assert (REPO / dep).is_file(), f"{name}: {dep}"
 

@@ -139,3 +139,9 @@ def test_unchanged_tree_does_nothing_and_a_param_reruns_only_its_stages(smoke_re
     status = _run([str(BIN / "dvc"), "status", "--json"], smoke_repo)
     guided = {f"dno_guided@{family}-guided" for family in ("edit", "control", "refine")}
     assert set(json.loads(status.stdout)) == {"encode_text", "dno_ablation@ddim_5"} | guided, status.stdout
+    # DNO's edit options rerun the families whose tasks start by inversion (edit, control), not refinement
+    params["dno"]["edit"]["steps"] = int(params["dno"]["edit"]["steps"]) + 1
+    (smoke_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = _run([str(BIN / "dvc"), "status", "--json"], smoke_repo)
+    edit = {"dno@edit-dno", "dno@control-dno"}
+    assert set(json.loads(status.stdout)) == {"encode_text", "dno_ablation@ddim_5"} | guided | edit, status.stdout

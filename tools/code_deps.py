@@ -33,7 +33,13 @@ def _is_code(entry: str) -> bool:
     return entry.startswith(CODE_PREFIXES)
 
 
+def _definition(stage: dict) -> dict:
+    """A stage's own fields: those of its ``do`` block for a ``foreach`` stage."""
+    return stage.get("do", stage)
+
+
 def _stage_script(stage: dict) -> str:
+    stage = _definition(stage)
     match = SCRIPT.search(str(stage.get("cmd", "")))
     if match is None:
         raise click.ClickException(f"dvc.yaml: no 'python stages/<name>.py' in cmd {stage.get('cmd')!r}")
@@ -52,7 +58,7 @@ def differences(dvc_file: Path) -> list[str]:
     stages = yaml.safe_load(dvc_file.read_text())["stages"]
     lines = []
     for name, closure in expected_code_deps(dvc_file).items():
-        declared = [str(d) for d in stages[name].get("deps", []) if isinstance(d, str) and _is_code(d)]
+        declared = [str(d) for d in _definition(stages[name]).get("deps", []) if isinstance(d, str) and _is_code(d)]
         missing, extra = sorted(set(closure) - set(declared)), sorted(set(declared) - set(closure))
         if missing or extra:
             lines.append(f"{name}: missing {missing}, not imported {extra}")
