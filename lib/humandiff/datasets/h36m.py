@@ -75,7 +75,8 @@ class H36MSet:
     the name) parsed from the image names; ``center (N, 2)`` and ``box_size (N,)`` pixels;
     ``keypoints_2d (N, 24, 3)`` pixels + confidence and ``joints_3d (N, 24, 4)`` root-centred metres
     + confidence, SPIN-24 order (zeros where the file has none); ``pose (N, 72)`` axis-angle
-    (radians; the camera frame of the image is assumed, not confirmed) / ``betas (N, 10)`` with ``has_smpl (N,)`` bool (False and zeros where absent).
+    (radians; the camera frame of the image is assumed, not confirmed) / ``betas (N, 10)`` with
+    ``has_smpl (N,)`` bool (False and zeros where absent).
     """
 
     path: Path
