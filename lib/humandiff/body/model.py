@@ -10,7 +10,8 @@ whose pickled state holds its array under ``x``), ``J_regressor`` a scipy.sparse
 read with a restricted unpickler that rebuilds numpy arrays and scipy.sparse matrices, turns every
 chumpy object into a stand-in whose array is its state's ``x`` (chumpy itself is never imported),
 and refuses any other global with an error naming the file. Chumpy-free ``.pkl`` and ``.npz``
-files load too.
+files load too. The same unpickler, narrowed to numpy arrays and plain containers
+(:func:`read_pickle`), reads the published pickles of the mesh benchmarks (:mod:`humandiff.datasets`).
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ _SPARSE_MODULES = frozenset(
 )  # fmt: skip
 
 
-def _numpy_globals() -> dict[tuple[str, str], Any]:
-    """The few numpy callables array pickles name, under numpy 1's and numpy 2's module paths."""
+def _numpy_globals(objects: bool = True) -> dict[tuple[str, str], Any]:
+    """The few numpy callables array pickles name, under numpy 1's and numpy 2's module paths; with
+    ``objects`` also the globals Python 2 pickles of new-style objects name (copy_reg, object)."""
     try:
         from numpy._core import multiarray, numeric
     except ImportError:  # numpy < 2
@@ -69,6 +71,8 @@ def _numpy_globals() -> dict[tuple[str, str], Any]:
     # Protocol-2 pickles written by Python 3 wrap bytes in _codecs.encode; Python 2 pickles of new-style
     # objects (the sparse matrices) go through copy_reg._reconstructor with object as the base.
     safe[("_codecs", "encode")] = codecs.encode
+    if not objects:
+        return safe
     for module in ("copy_reg", "copyreg"):
         safe[(module, "_reconstructor")] = copyreg._reconstructor
     for module in ("__builtin__", "builtins"):
@@ -104,16 +108,21 @@ def _chumpy_class(module: str, name: str) -> type:
 
 
 class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickler that rebuilds numpy arrays and scipy.sparse matrices and refuses any other global."""
+    """Unpickler that rebuilds numpy arrays (and, when ``model_extras``, scipy.sparse matrices and
+    chumpy stand-ins) and refuses any other global."""
 
-    def __init__(self, handle, path: Path) -> None:
-        super().__init__(handle, encoding="latin1")  # official SMPL files were pickled by Python 2
+    def __init__(self, handle, path: Path, model_extras: bool = True) -> None:
+        super().__init__(handle, encoding="latin1")  # official SMPL files and 3DPW were pickled by Python 2
         self._path = path
-        self._safe = _numpy_globals()
+        self._extras = model_extras
+        self._safe = _numpy_globals(objects=model_extras)
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self._safe:
             return self._safe[(module, name)]
+        if not self._extras:
+            raise ArtifactError(f"{self._path}: refusing to unpickle '{module}.{name}' "
+                                "(only numpy arrays and plain Python containers)")
         if module in _SPARSE_MODULES and name in _SPARSE_CLASSES:
             try:
                 import scipy.sparse
@@ -127,14 +136,27 @@ class _ArrayUnpickler(pickle.Unpickler):
         )
 
 
-def _read_pickle(path: Path) -> dict[str, Any]:
+def read_pickle(path: str | Path, model_extras: bool = False) -> Any:
+    """Unpickle ``path`` (Python 2 or 3) through the restricted unpickler: numpy arrays and numpy
+    scalars, and the containers pickle builds without a global (dict, list, tuple, str, bytes, int,
+    float, bool, None); ``model_extras`` adds scipy.sparse matrices and chumpy stand-ins (the body
+    model files). A missing, truncated or corrupt file and any other global (``os.system``,
+    ``builtins.eval``, ...) raise one ArtifactError line naming the file, before anything runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: file not found")
     try:
         with open(path, "rb") as handle:
-            payload = _ArrayUnpickler(handle, path).load()
+            return _ArrayUnpickler(handle, path, model_extras).load()
     except ArtifactError:
         raise
     except Exception as exc:  # truncated or corrupt pickles raise many different types
-        raise ArtifactError(f"{path}: cannot read as pickle ({type(exc).__name__}: {exc})") from None
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        raise ArtifactError(f"{path}: cannot read as pickle ({type(exc).__name__}: {message})") from None
+
+
+def _read_pickle(path: Path) -> dict[str, Any]:
+    payload = read_pickle(path, model_extras=True)
     if not isinstance(payload, dict):
         raise ArtifactError(f"{path}: expected a pickled dict of arrays, found {type(payload).__name__}")
     return payload
