@@ -1,5 +1,18 @@
-"""ScoreHMR ("Score-Guided Diffusion for 3D Human Recovery"): score-guided refinement of a regressed SMPL pose.
+"""ScoreHMR, "Score-Guided Diffusion for 3D Human Recovery" (Stathopoulos et al., 2024): score-guided
+refinement of a regressed SMPL pose.
 
-Home of the paper's package (issue 26): the pose denoiser, the guidance losses and the
-refinement loop over the shared diffusion core. Not implemented yet.
+- ``model``: the pose denoiser (an MLP of 3 residual blocks with timestep FiLM and the image feature
+  in every block, over 24 joints x 6D, predicting noise; cosine schedule, T = 1000), the pose
+  vector's conversions and the training loss (Eq. 11);
+- ``losses``: the guidance losses a user can swap: robust keypoint reprojection (Eq. 12), cross-view
+  (Eq. 13) and temporal (Eq. 14) consistency, and their combination;
+- ``refine``: the DDIM inversion / guided DDIM loop of Algorithm 1 over the shared diffusion core,
+  with the camera translation optimised alongside, early stopping and a per-iteration history;
+  ``ScoreHMROptions`` holds the paper's settings;
+- ``smplify``: the fitting baselines: single-stage SMPLify with a Gaussian-mixture pose prior (fitted
+  by EM), angle and shape priors, and its video (smoothness) and multi-view (mean body pose) variants.
+
+Still to come (issue 26): the stages ``train_scorehmr``, ``scorehmr@<setting>`` and
+``report_scorehmr``, which train the denoiser on the perception network's features, run each
+setting and baseline, and write the report.
 """
