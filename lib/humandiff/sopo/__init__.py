@@ -1,5 +1,21 @@
 """SoPo ("Text-to-Motion Generation Using Semi-Online Preference Optimization"): semi-online preference optimisation of the text-to-motion prior.
 
-Home of the paper's package (issue 27): Algorithm 1, its loss variants and the DPO baselines.
-Not implemented yet.
+The paper's package (issue 27), on the shared diffusion core and the MDM prior:
+
+- :mod:`~humandiff.sopo.options`: :class:`SoPoOptions` (the paper's defaults: K=4, tau 0.45, C=2,
+  beta=1, AdamW 1e-5 with warm-up and cosine decay, batch 64, 50-step DDIM, guidance 2.5) and the
+  variants ``sopo``, ``sopo_no_vu``, ``dsopo``, ``usopo`` (Table 3), ``dpo_offline`` (MoDiPO-like)
+  and ``dpo_online``; the learning-rate schedule.
+- :mod:`~humandiff.sopo.loss`: Algorithm 1's loss for one batch (Eq. S15 / S28): the lowest-reward
+  online sample as x_l, ``beta_w = beta (C - S(x_w))`` in the reward model's motion latent, the
+  DPO / preferred-only switch on tau, Diffusion-DPO errors of our x0 model and their per-t relation
+  to the paper's eps errors.
+- :mod:`~humandiff.sopo.algorithm`: one training step with its collaborators passed in (policy,
+  frozen reference, online sampler, reward, optimiser) and its history record; the offline pair
+  builder of the MoDiPO baseline.
+- :mod:`~humandiff.sopo.calibration`: tau on our reward's scale, as a quantile of the prior's own
+  group-minimum rewards; the paper's 0.40-0.60 sweep mapped to five of ours.
+
+Still to come: the stages (``sopo@<variant>`` fine-tuning from ``data/mdm/model.pt``, their
+evaluation by the Guo et al. protocol, the tau calibration run), ``reports/sopo.md`` and the benchmark.
 """
