@@ -23,7 +23,8 @@ from humandiff.sopo.algorithm import (
     sopo_step,
 )
 from humandiff.sopo.calibration import PAPER_TAUS, TauCalibration, calibrate_taus, reward_threshold
-from humandiff.sopo.loss import OnlineGroup, denoising_errors, error_weight, preference_loss, select_pair
+from humandiff.diffusion.loss import error_weight
+from humandiff.sopo.loss import OnlineGroup, denoising_errors, preference_loss, select_pair
 from humandiff.sopo.options import VARIANTS, SoPoOptions, learning_rate
 
 TINY = MDMConfig(latent_dim=32, num_layers=2, num_heads=4, ff_dim=64, dropout=0.0, diffusion_steps=100)

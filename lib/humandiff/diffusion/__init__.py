@@ -15,6 +15,7 @@ from humandiff.diffusion.guidance import (
     classifier_free_guidance,
 )
 from humandiff.diffusion.loss import (
+    error_weight,
     TimestepSampler,
     masked_mean,
     prediction_loss,
@@ -91,6 +92,7 @@ __all__ = [
     "make_timesteps",
     "masked_mean",
     "prediction_loss",
+    "error_weight",
     "prediction_target",
     "q_posterior",
     "q_sample",

@@ -165,3 +165,20 @@ class TimestepSampler:
         top = max(1, round(T * self.high_noise_fraction))
         high = torch.rand(batch_size, generator=generator, device=device) < self.high_noise_share
         return torch.where(high, T - 1 - torch.randint(0, top, (batch_size,), generator=generator, device=device), t)
+
+
+def error_weight(schedule: NoiseSchedule, t: Tensor, source: str, target: str) -> Tensor:
+    """Per-sample factor ``(B,)`` float64 that turns the squared error of a ``source`` output into that of the
+    same estimate read as a ``target`` output, at timesteps ``t`` ``(B,)``.
+
+    With ``e0 = x0_hat - x0``: ``eps_hat - noise = -sqrt(ab_t / (1 - ab_t)) e0`` and ``v_hat - v =
+    -e0 / sqrt(1 - ab_t)``, so per unit of ``||e0||^2`` the squared errors are ``x0: 1``,
+    ``eps: ab_t / (1 - ab_t)`` (the signal-to-noise ratio) and ``v: 1 / (1 - ab_t)``; the factor is
+    target over source.
+    """
+    for name, value in (("source", source), ("target", target)):
+        if value not in PREDICTIONS:
+            raise ArtifactError(f"error_weight: parameter '{name}' must be one of {', '.join(PREDICTIONS)}, got {value!r}")
+    ab = schedule.alphas_cumprod.to(t.device)[t.long()].double()
+    per_x0 = {"x0": torch.ones_like(ab), "eps": ab / (1.0 - ab), "v": 1.0 / (1.0 - ab)}
+    return per_x0[target] / per_x0[source]

@@ -10,7 +10,7 @@ Conventions, written once:
   :func:`humandiff.prior.mdm.denoising_loss` (a mean over real frames' elements) in the model's
   own parameterisation. Our prior predicts x0; the paper writes ``||eps - eps_m(x_t, t)||^2`` for a
   noise predictor. For one estimate the two differ by a weight per t,
-  ``||eps - eps_hat||^2 = (ab_t / (1 - ab_t)) ||x0 - x0_hat||^2`` (:func:`error_weight`),
+  ``||eps - eps_hat||^2 = (ab_t / (1 - ab_t)) ||x0 - x0_hat||^2`` (:func:`humandiff.diffusion.loss.error_weight`),
   so ``error_space="eps"`` multiplies each sample's error by that SNR weight and is the paper's loss
   exactly (up to the sum-versus-mean over elements, a constant folded into ``dpo_scale``);
   ``"x0"`` (default) keeps the x0 error, i.e. the paper's loss with ``w_t`` replaced by
@@ -43,7 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from humandiff.diffusion import PREDICTIONS, NoiseSchedule, Prediction
+from humandiff.diffusion import NoiseSchedule, Prediction
+from humandiff.diffusion.loss import error_weight
 from humandiff.io.artifacts import ArtifactError
 from humandiff.prior.mdm import denoising_loss
 from humandiff.sopo.options import SoPoOptions
@@ -152,24 +153,6 @@ class PreferenceLoss:
     delta_w: Tensor
     delta_l: Tensor
     inside: Tensor
-
-
-def error_weight(schedule: NoiseSchedule, t: Tensor, source: str, target: str) -> Tensor:
-    """Per-sample factor ``(B,)`` float64 that turns the squared error of a ``source`` output into that of the
-    same estimate read as a ``target`` output, at timesteps ``t`` ``(B,)``.
-
-    With ``e0 = x0_hat - x0``: ``eps_hat - noise = -sqrt(ab_t / (1 - ab_t)) e0`` and ``v_hat - v =
-    -e0 / sqrt(1 - ab_t)``, so per unit of ``||e0||^2`` the squared errors are ``x0: 1``,
-    ``eps: ab_t / (1 - ab_t)`` (the signal-to-noise ratio) and ``v: 1 / (1 - ab_t)``; the factor is
-    target over source. (A generic conversion that could live in :mod:`humandiff.diffusion.loss`; it
-    sits here so that the core's files, and every stage that depends on them, stay unchanged.)
-    """
-    for name, value in (("source", source), ("target", target)):
-        if value not in PREDICTIONS:
-            raise ArtifactError(f"error_weight: parameter '{name}' must be one of {', '.join(PREDICTIONS)}, got {value!r}")
-    ab = schedule.alphas_cumprod.to(t.device)[t.long()].double()
-    per_x0 = {"x0": torch.ones_like(ab), "eps": ab / (1.0 - ab), "v": 1.0 / (1.0 - ab)}
-    return per_x0[target] / per_x0[source]
 
 
 def denoising_errors(model: Callable[..., Tensor], schedule: NoiseSchedule, x0: Tensor, t: Tensor, noise: Tensor,
