@@ -1,7 +1,22 @@
-"""HMDiff ("Distribution-Aligned Diffusion for Human Mesh Recovery"): mesh recovery by reverse
-diffusion over mesh vertices, aligned to a pose-heatmap prior by the Distribution Alignment
-Technique.
+"""HMDiff ("Distribution-Aligned Diffusion for Human Mesh Recovery", Foo et al., ICCV 2023): mesh
+recovery by reverse diffusion over the vertices of a coarse mesh, aligned to a pose-heatmap prior by
+the Distribution Alignment Technique (DAT). The paper's package (issue 28).
 
-Home of the paper's package (issue 28): the vertex denoiser and the DAT reverse process over the
-shared diffusion core. Not implemented yet.
+- ``model``: the vertex denoiser ``g`` (vertex-ID 64 + step 61 + xyz 3 = 128-d tokens, one vertex
+  self-attention layer, one vertex-image cross-attention layer, a linear output; linear schedule,
+  K = 200), the regression Baselines A and B (``mode="regression"``, ``stack``), the pose-heatmap
+  context of Table 4, and the mesh up-sampling (learned coarse -> middle, fixed middle -> full).
+- ``dat``: :class:`~humandiff.hmdiff.dat.HMDiffOptions` (the paper's N = 25, DDIM 40, r = 0.05,
+  gamma = 0.2, and the Table 5 ablation switches), the input-specific distribution U drawn from the
+  xy and depth heatmaps, and Algorithm 1 over the shared diffusion core (``Guidance(mode="xt")``)
+  with an explicit activation-strategy state and a per-step history of R_k and DAT on/off.
+- ``losses``: the diffusion loss plus the vertex, joint, surface-normal and edge losses on the
+  clean estimate, weights as :class:`~humandiff.hmdiff.losses.LossWeights`.
+
+The coarse-mesh hierarchy and the coarse joint regressor (DAT's f) live with the body model,
+:mod:`humandiff.body.hierarchy`.
+
+Still to come (a later session): the DVC stages ``train_hmdiff``, the baselines' and ablations'
+stages (Tables 3-5), ``report_hmdiff`` (``reports/hmdiff.md``, ``reports/metrics/hmdiff.json``) and
+the speed benchmark (Table 6).
 """

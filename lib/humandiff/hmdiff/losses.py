@@ -1,0 +1,127 @@
+"""HMDiff's training objective (Sec. 4.4): the diffusion loss plus four mesh-geometry losses on the
+clean estimate ``h0_hat`` (Eq. 7), as Pose2Mesh's (Choi et al. 2020, the paper's [7]).
+
+Conventions, written once: meshes ``(B, V, 3)`` on one topology ``faces`` (F, 3); joints via the
+coarse joint regressor ``f`` (J, V); every term is per sample ``(B,)`` and is 0 when the estimate
+equals the truth:
+
+- diffusion: :func:`humandiff.diffusion.prediction_loss` of the network's output (noise prediction,
+  the mean squared error over the V x 3 numbers). The paper writes it as
+  ``||(h_{k-1} - h_k) - g(h_k, k, f_I)||^2``; the noise target is the same regression up to a
+  per-step scale, and is what Eq. 7 assumes g predicts.
+- vertex ``L_v``: mean L1 distance of the vertices' coordinates;
+- joint ``L_j``: mean L1 distance of ``f(h0_hat)`` to the target joints (``f(truth)`` unless given);
+- surface normal ``L_n``: mean over faces and their three edges of ``|<e_hat / ||e_hat||, n>|``,
+  ``n`` the true face's unit normal, ``e_hat`` the estimate's edge;
+- surface edge ``L_e``: mean over faces and edges of ``| ||e_hat|| - ||e|| |``.
+
+The weights are Pose2Mesh's (``L_v + L_j + 0.1 L_n + 20 L_e``): the paper defers them to its
+supplementary, which we do not have.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from humandiff.diffusion import NoiseSchedule, TimestepSampler, prediction_loss, q_sample, x0_from_prediction
+from humandiff.io.artifacts import ArtifactError
+
+TERMS: tuple[str, ...] = ("diffusion", "vertex", "joint", "normal", "edge")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """``L_total = diffusion L_Diff + vertex L_v + joint L_j + normal L_n + edge L_e`` (see the module doc)."""
+
+    diffusion: float = 1.0
+    vertex: float = 1.0
+    joint: float = 1.0
+    normal: float = 0.1
+    edge: float = 20.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ArtifactError(f"LossWeights: parameter '{f.name}' must be a finite number >= 0, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _edges(mesh: Tensor, faces: Tensor) -> Tensor:
+    """Face edges (B, F, 3, 3): ``v1 - v0``, ``v2 - v1``, ``v0 - v2``."""
+    corners = mesh[:, faces]  # (B, F, 3, 3)
+    return corners.roll(-1, dims=2) - corners
+
+
+def vertex_loss(estimate: Tensor, truth: Tensor) -> Tensor:
+    """``L_v`` (B,): mean absolute coordinate error of meshes (B, V, 3)."""
+    return (estimate - truth).abs().flatten(1).mean(1)
+
+
+def joint_loss(estimate: Tensor, target_joints: Tensor, regressor: Tensor) -> Tensor:
+    """``L_j`` (B,): mean absolute error of ``f(estimate)`` (B, J, 3) against ``target_joints`` (B, J, 3)."""
+    joints = torch.einsum("jv,bvc->bjc", regressor.to(estimate.dtype), estimate)
+    return (joints - target_joints.to(estimate.dtype)).abs().flatten(1).mean(1)
+
+
+def normal_loss(estimate: Tensor, truth: Tensor, faces: Tensor) -> Tensor:
+    """``L_n`` (B,): the estimate's edges against the true faces' unit normals."""
+    true_edges = _edges(truth, faces)
+    normal = torch.nn.functional.normalize(torch.cross(true_edges[:, :, 0], -true_edges[:, :, 2], dim=-1), dim=-1)
+    edges = torch.nn.functional.normalize(_edges(estimate, faces), dim=-1)
+    return (edges * normal[:, :, None]).sum(-1).abs().flatten(1).mean(1)
+
+
+def edge_loss(estimate: Tensor, truth: Tensor, faces: Tensor) -> Tensor:
+    """``L_e`` (B,): absolute differences of edge lengths."""
+    return (_edges(estimate, faces).norm(dim=-1) - _edges(truth, faces).norm(dim=-1)).abs().flatten(1).mean(1)
+
+
+def geometry_losses(estimate: Tensor, truth: Tensor, faces: Tensor, regressor: Tensor,
+                    target_joints: Tensor | None = None) -> dict[str, Tensor]:
+    """The four geometry terms (B,) each, for meshes (B, V, 3); ``target_joints`` default ``f(truth)``."""
+    if estimate.shape != truth.shape or estimate.dim() != 3 or estimate.shape[-1] != 3:
+        raise ArtifactError(f"hmdiff losses: estimate {tuple(estimate.shape)} and truth {tuple(truth.shape)} "
+                            "must both be (B, V, 3)")
+    faces = torch.as_tensor(faces, dtype=torch.long, device=estimate.device)
+    regressor = torch.as_tensor(regressor, device=estimate.device)
+    if target_joints is None:
+        target_joints = torch.einsum("jv,bvc->bjc", regressor.to(truth.dtype), truth)
+    return {
+        "vertex": vertex_loss(estimate, truth),
+        "joint": joint_loss(estimate, target_joints, regressor),
+        "normal": normal_loss(estimate, truth, faces),
+        "edge": edge_loss(estimate, truth, faces),
+    }
+
+
+def total(terms: dict[str, Tensor], weights: LossWeights) -> Tensor:
+    """``sum_name weight[name] * terms[name]`` (B,)."""
+    return sum(getattr(weights, name) * value for name, value in terms.items())
+
+
+def training_loss(model, mesh: Tensor, schedule: NoiseSchedule, generator: torch.Generator, faces: Tensor,
+                  regressor: Tensor, weights: LossWeights = LossWeights(), *, model_kwargs: dict[str, Any] | None = None,
+                  target_joints: Tensor | None = None, sampler: TimestepSampler = TimestepSampler(),
+                  prediction: str = "eps") -> tuple[Tensor, dict[str, Tensor]]:
+    """One batch of HMDiff's objective: ``(total (B,), {term: (B,)})``.
+
+    ``mesh`` (B, V, 3) the true coarse meshes; draws ``k`` (``sampler``) and the noise from
+    ``generator``, runs ``model(h_k, k, **model_kwargs)``, turns its output into ``h0_hat`` and adds
+    the geometry terms on it.
+    """
+    t = sampler(schedule, mesh.shape[0], generator, device=mesh.device)
+    noise = torch.randn(mesh.shape, generator=generator, dtype=mesh.dtype).to(mesh.device)
+    noisy = q_sample(schedule, mesh, t, noise)
+    output = model(noisy, t, **(model_kwargs or {}))
+    terms = {"diffusion": prediction_loss(schedule, output, mesh, noise, t, prediction)}
+    terms.update(geometry_losses(x0_from_prediction(schedule, noisy, t, output, prediction), mesh, faces, regressor,
+                                 target_joints))
+    return total(terms, weights), terms
