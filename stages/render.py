@@ -19,6 +19,7 @@ from humandiff.body.model import load_body_model
 from humandiff.imaging import clip_table, plan_units
 from humandiff.imaging.build import (
     CONFIG_PARAMS,
+    check_betas,
     check_sets_follow_splits,
     load_raw_motions,
     render_config,
@@ -45,12 +46,12 @@ PARAMS = {**CONFIG_PARAMS, "seed": int, "workers": int, "shard_size": int, "shee
 @run_stage
 def main(params_file: str, motions: str, clips: str, split_index: str, out_dir: str, report_dir: str,
          metrics_file: str) -> None:
-    p = stage_params(params_file, SECTION, PARAMS)
+    p = stage_params(params_file, SECTION, PARAMS, complete=True)
     positive(params_file, SECTION, p, "workers", "image_size", "shard_size", "sheet_columns")
     body_path = stage_params(params_file, "body", {"model_path": str})["model_path"]
     clip_rows, arrays, fps = load_raw_motions(motions, clips)
     settings, sizes = render_config(p, fps, params_file, SECTION)
-    load_body_model(body_path)  # fail early, with one line, on a missing or bad model
+    check_betas(motions, arrays, load_body_model(body_path), body_path)  # fail early, with one line, on a bad model
     table = clip_table(clip_rows, load_parquet(split_index, ["clip_id", "source_id", "split", "mirror", "length"]), arrays["offsets"])
     units = plan_units(table, arrays, sizes, p["seed"])
 

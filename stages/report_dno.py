@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from humandiff.dno.report import dno_report, load_runs
+from humandiff.dno.report import check_run_files, dno_report, load_runs
 from humandiff.io import ArtifactError, atomic_path, save_json
 from humandiff.io.stage import run_stage, stage_params
 from humandiff.motion.dataset import load_motion_split
@@ -32,8 +32,14 @@ PARAMS = {"sheet_tasks": int, "videos": int, "fid_min_samples": int}
 @run_stage
 def main(params_file: str, data_dir: str, hml_dir: str, evaluator_file: str, report_file: str, report_dir: str,
          metrics_file: str) -> None:
-    p = stage_params(params_file, SECTION, PARAMS)
+    p = stage_params(params_file, SECTION, PARAMS, complete=True)
+    for key, least in (("sheet_tasks", 0), ("videos", 0), ("fid_min_samples", 2)):
+        if p[key] < least:
+            raise ArtifactError(f"{params_file}: parameter '{SECTION}.{key}' must be >= {least}, got {p[key]!r}")
     data = Path(data_dir)
+    if not Path(evaluator_file).is_file():
+        raise ArtifactError(f"{evaluator_file}: file not found (the report's FID needs the trained evaluator)")
+    check_run_files(data, data / "tasks")
     runs = load_runs(data)
     if not runs:
         raise ArtifactError(f"{data}: no DNO run outputs found (run the dno stages first)")

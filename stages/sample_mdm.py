@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from humandiff.eval.t2m import motion_quality
-from humandiff.io import concat_ragged, save_json, save_npz, save_parquet
+from humandiff.io import check_finite, concat_ragged, save_json, save_npz, save_parquet
 from humandiff.io.stage import run_stage
 from humandiff.motion.dataset import load_motion_split
 from humandiff.prior.sampler import PriorSampler
@@ -64,6 +64,7 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, model_dir: str, o
     seconds = time.perf_counter() - started
     flat, offsets = concat_ragged(features)
     out = Path(out_dir)
+    check_finite(out / "samples.npz", {"features": flat})  # NaN weights or a diverged sampler: write nothing
     save_npz(out / "samples.npz", {"features": flat, "offsets": offsets})
     save_parquet(out / "samples.parquet", samples_table(test, chosen, captions, lengths, p))
 

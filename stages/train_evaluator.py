@@ -67,7 +67,7 @@ def main(params_file: str, index_file: str, features_file: str, mean_std_file: s
 
     write_loss_curves(plots_dir, "evaluator", history.train_loss, history.val_loss, f"evaluator {options.loss} loss")
     save_json(metrics_file, evaluator_metrics(history, options, model, table, len(train), len(val), seconds))
-    click.echo(evaluator_summary(history))
+    click.echo(evaluator_summary(history, len(val)))
 
 
 if __name__ == "__main__":

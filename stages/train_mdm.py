@@ -63,6 +63,7 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
     fingerprint = training_fingerprint(p, config, [index, features, mean_std, embeddings])
     model = initial_model(config, p["seed"], train_split if p["standardize_text"] else None)
     loss_fn = training_objective(config, p, mean, std)
+    val_split = conditioned_split(index, features, embeddings, "val", conditions)  # a bad val split fails before training
     started = time.perf_counter()
     result = train(model, dataset, collate_motion, loss_fn, loop, checkpoint_file=checkpoint_file, fingerprint=fingerprint,
                    lengths=dataset.crop_lengths(), stop_at=stop_at, desc=SECTION, device=device)
@@ -73,7 +74,6 @@ def main(params_file: str, hml_dir: str, embeddings_file: str, out_dir: str, che
     out = Path(out_dir)
     save_mdm(out / "model.pt", out / "config.json", to_device(result.ema.state_dict(), "cpu"), config)
     write_loss_curve(plot_file, result.history)
-    val_split = conditioned_split(index, features, embeddings, "val", conditions)
     val_set = MotionTextDataset(val_split, mean, std, max_frames=p["max_frames"], random=False)
     val_loss = held_out_loss(result.ema, val_set, config, p["seed"], device=info.device)
     save_json(metrics_file, training_metrics(model, result, loop.batch_size, info.world_size, len(train_split), val_loss,

@@ -417,8 +417,9 @@ def test_stages_write_tasks_run_every_method_and_report(tmp_path):
     paths = ["--tasks-dir", str(tmp_path / "dno/tasks"), "--hml-dir", str(corpus / "hml"), "--embeddings",
              str(corpus / "embeddings.parquet"), "--model-dir", str(corpus / "mdm"), "--out-dir", str(tmp_path / "dno")]
     for family, method, variant in [("edit", "input", ""), ("edit", "guided", ""), ("edit", "dno", ""),
-                                    ("refine", "input", ""), ("refine", "dno", ""), ("ablate", "dno", "no_decorr"),
-                                    ("control", "input", ""), ("control", "dno", "")]:
+                                    ("refine", "input", ""), ("refine", "guided", ""), ("refine", "dno", ""),
+                                    ("ablate", "input", ""), ("ablate", "dno", ""), ("ablate", "dno", "no_decorr"),
+                                    ("control", "input", ""), ("control", "guided", ""), ("control", "dno", "")]:
         args = common + ["--family", family, "--method", method] + (["--variant", variant] if variant else []) + paths
         result = runner.invoke(dno.main, args)
         assert result.exit_code == 0, (family, method, result.output)
@@ -469,7 +470,7 @@ def test_stages_write_tasks_run_every_method_and_report(tmp_path):
     assert set(metrics["edit"]) == {"jumping", "crawling"}
     assert set(metrics["edit"]["jumping"]) == {"input", "guided", "dno"}
     assert set(metrics["edit"]["jumping"]["dno"]["objective_error_m"]) == {"mean", "median"}
-    assert set(metrics["refine"]["six_joints"]) == {"noisy", "dno"} and metrics["refine"]["six_joints"]["dno"]["fid"] >= 0
+    assert set(metrics["refine"]["six_joints"]) == {"noisy", "guided", "dno"} and metrics["refine"]["six_joints"]["dno"]["fid"] >= 0
     assert "dno_no_decorr" in metrics["ablate"]
     text = (tmp_path / "reports/dno.md").read_text()
     assert "Table 1" in text and "(paper 0.95)" in text and "Table 2" in text and "Table 3" in text

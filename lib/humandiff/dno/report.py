@@ -2,9 +2,10 @@
 checked, the protocol in prose, the metrics JSON.
 
 Inputs are the run outputs of the dno stages, ``<data-dir>/<family>/<run>.{parquet,npz,json}`` and
-``<run>_history.npz`` (:func:`load_runs`; runs that are missing are left out of the tables). FID
+``<run>_history.npz`` (:func:`load_runs`; each family with a task table must have the runs of
+:data:`REQUIRED_RUNS`, and each run all four files: :func:`check_run_files`). FID
 compares each setting's outputs with test clips no task used, through the trained evaluator (the
-cells stay empty while it does not exist). The paper's quoted numbers are data, in
+report_dno stage requires it; :func:`dno_report` leaves the cells empty without it). The paper's quoted numbers are data, in
 ``paper.yaml`` beside this module (:func:`paper_numbers`).
 
 The metrics (:func:`dno_report`) are ``edit.<action>.<method>``, ``refine.<setting>.<method>``,
@@ -81,8 +82,33 @@ def paper_numbers() -> PaperNumbers:
 # ------------------------------------------------------------------------------------------- loading
 
 
+#: The runs the dno stages write for each family's tasks (dvc.yaml: dno_input, dno_guided, dno and
+#: dno_ablation_base); ablation variants (``dno_<variant>``) are reported when present.
+REQUIRED_RUNS = {"edit": ("input", "guided", "dno"), "control": ("input", "guided", "dno"),
+                 "refine": ("input", "guided", "dno"), "ablate": ("input", "dno")}
+
+
+def check_run_files(data_dir: Path, tasks_dir: Path) -> None:
+    """One-line ArtifactError naming the first missing file: a task table's run (:data:`REQUIRED_RUNS`)
+    or one of a run's ``.npz``/``.json``/``_history.npz`` beside its table."""
+    data_dir, tasks_dir = Path(data_dir), Path(tasks_dir)
+    families = [family for family in FAMILIES if (tasks_dir / f"{family}.parquet").is_file()]
+    if not families:
+        raise ArtifactError(f"{tasks_dir}: no task table found (run dno_tasks first)")
+    for family in families:
+        for run in REQUIRED_RUNS[family]:
+            table = data_dir / family / f"{run}.parquet"
+            if not table.is_file():
+                raise ArtifactError(f"{table}: file not found (the {family} tasks' {run} run; run its dno stage)")
+        for table in sorted((data_dir / family).glob("*.parquet")):
+            for name in (f"{table.stem}.npz", f"{table.stem}.json", f"{table.stem}_history.npz"):
+                if not (table.parent / name).is_file():
+                    raise ArtifactError(f"{table.parent / name}: file not found (an output of the run of {table.name})")
+
+
 def load_runs(data_dir: Path) -> dict[str, dict[str, dict]]:
-    """{family: {run: {"table", "features", "joints", "clean", "summary", "history"}}} of what exists."""
+    """{family: {run: {"table", "features", "joints", "clean", "summary", "history"}}} of what exists
+    (a missing ``.json`` or ``_history.npz`` gives ``{}`` / ``None``; :func:`check_run_files` refuses it)."""
     runs: dict[str, dict[str, dict]] = {}
     for family in FAMILIES:
         folder = data_dir / family

@@ -24,6 +24,7 @@ about the device is recorded in the outputs.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -103,11 +104,38 @@ def needs_prior_sources(tasks: list[Task]) -> bool:
 
 
 def dno_options(blocks: Mapping[str, Mapping[str, Any]], checkpoint: bool,
-                overrides: Mapping[str, Any] | None = None) -> dict[str, DNOOptions]:
+                overrides: Mapping[str, Any] | None = None, *, params_file: str | Path | None = None,
+                section: str = "dno", variant: str = "") -> dict[str, DNOOptions]:
     """Per option kind (``edit``/``refine``): the paper's options, then the params block
-    ``blocks[kind]`` with ``checkpoint``, then ``overrides`` (an ablation variant)."""
-    return {kind: DNOOptions.for_task(kind).with_overrides({"checkpoint": checkpoint, **block})
-            .with_overrides(dict(overrides or {})) for kind, block in blocks.items()}
+    ``blocks[kind]`` with ``checkpoint``, then ``overrides`` (an ablation variant).
+
+    With ``params_file`` an error names it and the parameter as written there
+    (``'dno.edit.lr'``, ``'dno.ablations.<variant>.steps'``)."""
+    options = {}
+    for kind, block in blocks.items():
+        stages = ((f"{section}.{kind}", {"checkpoint": checkpoint, **block}),
+                  (f"{section}.ablations.{variant}" if variant else f"{section} overrides", dict(overrides or {})))
+        value = DNOOptions.for_task(kind)
+        for where, values in stages:
+            try:
+                value = value.with_overrides(values)
+            except (ArtifactError, TypeError) as exc:
+                if params_file is None:
+                    raise
+                raise ArtifactError(_named_option_error(str(exc), params_file, where)) from None
+        options[kind] = value
+    return options
+
+
+def _named_option_error(message: str, params_file: str | Path, where: str) -> str:
+    """A DNOOptions error (``DNOOptions: parameter 'lr' ...``) as ``<params>: parameter '<where>.lr' ...``."""
+    message = message.splitlines()[0] if message else "invalid options"
+    if message.startswith("DNOOptions: "):
+        message = message[len("DNOOptions: "):]
+        message = re.sub(r"parameter '(\w+)'", lambda m: f"parameter '{where}.{m[1]}'", message, count=1)
+        message = re.sub(r"unknown parameter\(s\) ", f"unknown parameter(s) in '{where}': ", message, count=1)
+        return f"{params_file}: {message}"
+    return f"{params_file}: '{where}': {message}"
 
 
 @dataclass(frozen=True)

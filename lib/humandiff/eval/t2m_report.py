@@ -39,7 +39,7 @@ T2M_PARAMS = {"seed": int, "threads": int, "device": str, "replications": int, "
 
 def t2m_params(params_file: str | Path, section: str) -> dict:
     """The checked ``section`` of ``params_file`` (one-line errors naming ``section.key``)."""
-    p = stage_params(params_file, section, T2M_PARAMS)
+    p = stage_params(params_file, section, T2M_PARAMS, complete=True)
     positive(params_file, section, p, "threads", "replications", "sample_sets", "diversity_times", "mm_repeats",
              "mm_times", "sample_batch_size")
     if p["mm_texts"] < 0:

@@ -410,11 +410,17 @@ def evaluator_metrics(history: EvaluatorHistory, options: EvaluatorTraining, mod
     }
 
 
-def evaluator_summary(history: EvaluatorHistory) -> str:
-    """One line: the chosen epoch, its val loss, top-3 (against chance) and MM-Dist."""
+def evaluator_summary(history: EvaluatorHistory, val_clips: int | None = None) -> str:
+    """One line: the chosen epoch, its val loss, top-3 (against chance) and MM-Dist; for a val split
+    smaller than one R-precision batch, that R-precision and MM-Dist were not measured (null in the JSON)."""
     best = history.best_epoch - 1
-    return (f"evaluator: best epoch {history.best_epoch} (val loss {history.val_loss[best]:.4f}), val top-3 "
-            f"{history.val_top3[best]:.3f} (chance {3 / R_PRECISION_BATCH:.3f}), MM-Dist {history.val_mm_dist[best]:.3f}")
+    head = f"evaluator: best epoch {history.best_epoch} (val loss {history.val_loss[best]:.4f}), "
+    if not np.isfinite(history.val_top3[best]):
+        size = f"{val_clips} clips" if val_clips is not None else "too few clips"
+        return (head + f"val R-precision and MM-Dist not measured: the val split has {size}, fewer than one "
+                f"R-precision batch of {R_PRECISION_BATCH} (null in the metrics file)")
+    return (head + f"val top-3 {history.val_top3[best]:.3f} (chance {3 / R_PRECISION_BATCH:.3f}), "
+            f"MM-Dist {history.val_mm_dist[best]:.3f}")
 
 
 # --------------------------------------------------------------------------- checkpoints

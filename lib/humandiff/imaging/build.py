@@ -67,6 +67,14 @@ def load_raw_motions(motions_file: str | Path, clips_file: str | Path) -> tuple[
     return clip_rows, arrays, fps
 
 
+def check_betas(motions_file: str | Path, arrays: dict[str, np.ndarray], body_model, body_path: str | Path) -> None:
+    """motions.npz's ``betas`` (clips, B) must have as many shape coefficients as the body model takes."""
+    width = arrays["betas"].shape[1]
+    if width != body_model.num_betas:
+        raise ArtifactError(f"{motions_file}: field 'betas' has {width} shape coefficients per clip, "
+                            f"the body model {body_path} takes {body_model.num_betas}")
+
+
 def sets_contact_sheet(root: str | Path, index: pd.DataFrame, columns: int) -> np.ndarray:
     """Rows of samples per set with their ground-truth 2D joints (rings: hidden joints), RGB:
     evenly spread images of each single-image set, the views of the first multi-view instant and

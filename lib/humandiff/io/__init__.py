@@ -3,6 +3,7 @@
 from .artifacts import (
     ArtifactError,
     atomic_path,
+    check_finite,
     check_shape,
     concat_ragged,
     load_checkpoint,

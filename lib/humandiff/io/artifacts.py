@@ -81,6 +81,46 @@ def load_npz(
     return arrays
 
 
+def _non_finite(value) -> tuple[int, int]:
+    """(non-finite count, size) of a float numpy array or torch tensor; (0, size) for anything else."""
+    if type(value).__module__.startswith("torch"):
+        import torch
+
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return int((~torch.isfinite(value.detach())).sum()), value.numel()
+        return 0, 0
+    if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating):
+        return int((~np.isfinite(value)).sum()), value.size
+    return 0, 0
+
+
+def _tensors(payload, prefix: str = "") -> Iterator[tuple[str, object]]:
+    """(dotted name, value) of every array or tensor in nested dicts, lists and tuples."""
+    if isinstance(payload, Mapping):
+        for key, value in payload.items():
+            yield from _tensors(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(payload, (list, tuple)):
+        for n, value in enumerate(payload):
+            yield from _tensors(value, f"{prefix}[{n}]")
+    else:
+        yield prefix, payload
+
+
+def check_finite(path: str | Path, payload, writing: bool = True) -> None:
+    """Raise a one-line ArtifactError naming ``path`` and the field if a float array or tensor in
+    ``payload`` (a mapping, possibly nested, of numpy arrays or torch tensors) holds NaN or Inf.
+
+    Stages call it on what a network computed before they write it (``writing``: nothing is
+    written then), and on weights they read (``writing=False``).
+    """
+    for name, value in _tensors(payload):
+        bad, size = _non_finite(value)
+        if bad:
+            if writing:
+                raise ArtifactError(f"{path}: refusing to write field '{name}': {bad} of {size} values are NaN or Inf")
+            raise ArtifactError(f"{path}: field '{name}' contains NaN or Inf ({bad} of {size} values)")
+
+
 def check_shape(array: np.ndarray, shape: tuple | None, what: str) -> None:
     """Raise ArtifactError naming ``what`` unless ``array`` has ``shape`` (None/-1 = any size)."""
     if shape is None:
@@ -150,10 +190,12 @@ def save_torch(path: str | Path, payload) -> None:
     """``torch.save`` ``payload`` to ``path`` atomically, byte for byte the same for the same tensors.
 
     The save goes through an open file handle: given a path, ``torch.save`` names the archive
-    inside the file after it, and the temporary path of the atomic write is random.
+    inside the file after it, and the temporary path of the atomic write is random. A NaN or Inf
+    in a float tensor of ``payload`` is an error (:func:`check_finite`) and nothing is written.
     """
     import torch
 
+    check_finite(path, payload)  # a diverged network is an error, not an artifact
     with atomic_path(path, suffix=".pt") as tmp, open(tmp, "wb") as handle:
         torch.save(payload, handle)
 
@@ -192,7 +234,8 @@ def load_checkpoint(path: str | Path) -> tuple[dict, dict]:
 
 
 def restore_state(model, state_dict: dict, path: str | Path):
-    """Load ``state_dict`` into ``model`` (returned in eval mode); a mismatch names the file."""
+    """Load ``state_dict`` into ``model`` (returned in eval mode); a mismatch or NaN/Inf weights name the file."""
+    check_finite(path, {"state_dict": state_dict}, writing=False)
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as exc:

@@ -47,9 +47,21 @@ def _checked(params_file: str | Path, section: str, key: str, value: Any, kind: 
     return value
 
 
-def stage_params(params_file: str | Path, section: str, required: dict[str, type]) -> dict:
-    """The ``section`` of params.yaml, with each required key present and of the right type."""
+def stage_params(params_file: str | Path, section: str, required: dict[str, type], *, complete: bool = False,
+                 known: Collection[str] = ()) -> dict:
+    """The ``section`` of params.yaml, with each required key present and of the right type.
+
+    ``complete``: the section holds the ``required`` and ``known`` keys and nothing else (an unknown
+    key, a typo, is a one-line error listing the allowed ones). Leave it off for a section that
+    several stages share, each reading some of its keys, unless ``known`` names them all.
+    """
     values = _section(params_file, section)
+    if complete:
+        allowed = set(required) | set(known)
+        unknown = sorted(set(values) - allowed)
+        if unknown:
+            raise ArtifactError(f"{params_file}: unknown parameter(s) {', '.join(f'{section}.{k}' for k in unknown)} "
+                                f"(allowed: {', '.join(sorted(allowed))})")
     for key, kind in required.items():
         if key not in values:
             raise ArtifactError(f"{params_file}: missing parameter '{section}.{key}'")
@@ -170,11 +182,61 @@ def record_stage_time(stage: str, seconds: float, root: str | Path) -> None:
         tmp.write_text(json.dumps(dict(sorted(times.items())), indent=2) + "\n")
 
 
-def run_stage(main: Callable) -> Callable:
-    """Decorator for a click command: offline env; ArtifactError/ValueError -> one line on stderr, exit 2.
+#: Set to 1 to see the full traceback of a stage's error (a stage prints one line by default).
+DEBUG_ENV = "HUMANDIFF_DEBUG"
 
-    Under ``dvc repro`` (which sets ``DVC_STAGE`` and ``DVC_ROOT``) a successful run records its
-    wall time with :func:`record_stage_time`.
+
+def close_progress_bars() -> None:
+    """Close every open tqdm bar, so that an error is printed on a line of its own and no bar is redrawn after it."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return
+    for bar in list(getattr(tqdm, "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # a bar half torn down by the error: nothing more to clear
+            pass
+
+
+def error_line(exc: BaseException, section: str | None = None, params_file: str | None = None) -> str:
+    """The one line a stage prints for ``exc``: its first line, named where the error itself does not.
+
+    An :class:`ArtifactError`, ``ValueError`` or ``FileNotFoundError`` already names the file or
+    parameter; any other error (a diverging loss, an OpenCV or torch error) gets its type and the
+    stage's params section, and a diverging loss the learning rate to look at.
+    """
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    if isinstance(exc, cv2_error_types()):
+        # OpenCV: "OpenCV(4.x) /src/...cpp:123: error: (-215) ... in function 'line'" then ">  - Can't parse ..."
+        lines = [line.strip(" >-") for line in text.splitlines() if line.strip(" >-")]
+        first = "; ".join(lines[:3]) if lines else ""
+    if isinstance(exc, (ValueError, FileNotFoundError)) and not isinstance(exc, FloatingPointError):
+        return first or type(exc).__name__
+    where = f" (stage section '{section}' of {params_file})" if section and params_file else (
+        f" (stage section '{section}')" if section else "")
+    if isinstance(exc, FloatingPointError):
+        hint = f"lower '{section}.lr' in {params_file} or check the inputs" if section and params_file else \
+            "lower the learning rate or check the inputs"
+        return f"{first or 'non-finite value'} (the training diverged: {hint})"
+    return f"{type(exc).__name__}: {first or 'no message'}{where}; set {DEBUG_ENV}=1 for the traceback"
+
+
+def cv2_error_types() -> tuple[type, ...]:
+    """OpenCV's exception type when cv2 is already imported (never imports it)."""
+    cv2 = sys.modules.get("cv2")
+    error = getattr(cv2, "error", None)
+    return (error,) if isinstance(error, type) else ()
+
+
+def run_stage(main: Callable) -> Callable:
+    """Decorator for a click command: offline env; any error -> one line ``error: ...`` on stderr, exit 2.
+
+    The line names the file or parameter where the error does (see :func:`error_line`); open progress
+    bars are closed first so it starts a fresh line. ``HUMANDIFF_DEBUG=1`` re-raises instead, with the
+    full traceback. Under ``dvc repro`` (which sets ``DVC_STAGE`` and ``DVC_ROOT``) a successful run
+    records its wall time with :func:`record_stage_time`.
     """
 
     @functools.wraps(main)
@@ -183,9 +245,15 @@ def run_stage(main: Callable) -> Callable:
         start = time.perf_counter()
         try:
             result = main(*args, **kwargs)
-        except (ArtifactError, ValueError, FileNotFoundError) as exc:
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            click.echo(f"error: {message}", err=True)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own usage errors and exits, printed by click
+        except Exception as exc:  # SystemExit and KeyboardInterrupt pass through
+            close_progress_bars()
+            if os.environ.get(DEBUG_ENV, "").strip() not in ("", "0"):
+                raise
+            section = getattr(main, "__globals__", {}).get("SECTION")  # the stage script's params section
+            sys.stdout.flush()
+            click.echo(f"error: {error_line(exc, section, kwargs.get('params_file'))}", err=True)
             sys.exit(2)
         stage, root = os.environ.get("DVC_STAGE"), os.environ.get("DVC_ROOT")
         if stage and root:

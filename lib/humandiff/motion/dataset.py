@@ -98,6 +98,16 @@ def load_embeddings(path: str | Path) -> tuple[dict[str, int], np.ndarray]:
     return rows, matrix
 
 
+def check_captions(index, index_file: str | Path) -> None:
+    """Every clip of ``index`` (all splits) has at least one caption and no blank one; else a one-line
+    error naming ``index_file``, the clip and its split."""
+    for clip_id, split, caps in zip(index["clip_id"], index["split"], index["captions"]):
+        if caps is None or len(caps) == 0:
+            raise ArtifactError(f"{index_file}: clip {clip_id} ({split} split): field 'captions' is empty")
+        if any(not isinstance(c, str) or not c.strip() for c in caps):
+            raise ArtifactError(f"{index_file}: clip {clip_id} ({split} split): field 'captions' holds an empty caption")
+
+
 def load_motion_split(
     index_file: str | Path,
     features_file: str | Path,
@@ -106,13 +116,16 @@ def load_motion_split(
 ) -> MotionSplit:
     """The clips of ``splits`` ("train", "val", "test" or several) with their features and captions.
 
-    Every caption of a selected clip must have an embedding when ``embeddings_file`` is given.
+    Every caption of a selected clip must have an embedding when ``embeddings_file`` is given. One
+    rule for every split: a clip of any split with no caption or an empty caption is an error
+    naming ``index_file``, whichever split is loaded (:func:`check_captions`).
     """
     wanted = (splits,) if isinstance(splits, str) else tuple(splits)
     bad = [s for s in wanted if s not in SPLITS]
     if bad or not wanted:
         raise ArtifactError(f"load_motion_split: parameter 'splits' must be among {SPLITS}, got {splits!r}")
     index = load_parquet(index_file, ["clip_id", "split", "length", "captions"])
+    check_captions(index, index_file)
     arrays = load_npz(features_file, {"features": (None, FEATURE_DIM), "offsets": (None,)})
     features, offsets = arrays["features"], arrays["offsets"].astype(np.int64)
     if len(offsets) != len(index) + 1 or offsets[0] != 0 or offsets[-1] != len(features) or (np.diff(offsets) < 1).any():
@@ -128,9 +141,6 @@ def load_motion_split(
     sub_features = np.ascontiguousarray(features[frames], dtype=np.float32)
     sub_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     sub_index = index.iloc[keep].reset_index(drop=True)
-    for k, caps in enumerate(sub_index["captions"]):
-        if caps is None or len(caps) == 0:
-            raise ArtifactError(f"{index_file}: clip {sub_index.at[k, 'clip_id']}: field 'captions' is empty")
 
     embeddings, caption_rows = None, ()
     if embeddings_file is not None:

@@ -62,7 +62,7 @@ from humandiff.diffusion import (
     q_sample,
     x0_from_prediction,
 )
-from humandiff.io.artifacts import ArtifactError, load_torch, save_json, save_torch
+from humandiff.io.artifacts import ArtifactError, check_finite, load_torch, save_json, save_torch
 from humandiff.motion.hml3d import recover_from_ric
 
 #: Foot joints whose contact labels sit in features[259:263] (left 7, 10; right 8, 11).
@@ -631,6 +631,7 @@ def load_mdm(model_file: str | Path, config_file: str | Path) -> tuple[MotionDif
     if not config_file.is_file():
         raise ArtifactError(f"{config_file}: file not found")
     state = load_torch(model_file)
+    check_finite(model_file, {"state_dict": state} if isinstance(state, dict) else {}, writing=False)
     try:
         config = MDMConfig.from_dict(json.loads(config_file.read_text()))
     except json.JSONDecodeError as exc:

@@ -27,7 +27,7 @@ SAMPLE_PARAMS = {"seed": int, "threads": int, "device": str, "ddim_steps": int, 
 
 def sampling_params(params_file: str | Path, section: str) -> dict:
     """The checked ``section`` of ``params_file`` (one-line errors naming ``section.key``)."""
-    p = stage_params(params_file, section, SAMPLE_PARAMS)
+    p = stage_params(params_file, section, SAMPLE_PARAMS, complete=True)
     positive(params_file, section, p, "threads", "ddim_steps", "batch_size")
     for key in ("max_clips", "videos", "sheet_rows", "eta"):
         if p[key] < 0:

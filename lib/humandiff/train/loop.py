@@ -368,7 +368,7 @@ def train(
         with torch.autocast(info.device.type, dtype=torch.bfloat16) if config.bf16 else contextlib.nullcontext():
             loss, logs = loss_fn(net, batch, generator)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"train: loss became {float(loss)} at step {step}")
+            raise FloatingPointError(f"train: loss became {float(loss.detach())} at step {step}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
