@@ -17,7 +17,8 @@ error of the input (:func:`fit_inversion`).
 Cost model: one DNO step is ``ddim_steps`` model forward passes plus their backward passes (the
 criterion is negligible), i.e. about ``ddim_steps`` times a forward+backward of the model on the
 batch; ``checkpoint=True`` recomputes each forward during the backward (about +1 forward per
-model call, so roughly 1.3-1.5x the time) and keeps only a few ``x``-sized tensors per step.
+model call; ``benchmarks/bench_dno.py`` measures the cost) and keeps only a few ``x``-sized tensors
+per step.
 """
 
 from __future__ import annotations

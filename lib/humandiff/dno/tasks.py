@@ -409,8 +409,8 @@ def control_tasks(
                 source_start=[0], source_length=[length])
     # The content term's gradient has the constant norm lambda_cont while the pose term averages
     # over its targets, so with a dozen targets (or arm joints, which move the loss little) the
-    # anchor wins 0.2-0.4 m short of them: the target tasks run without it. The obstacle tasks keep
-    # it, since there it is what holds the walk on its path.
+    # anchor stops the optimisation short of them (docs/dno.md): the target tasks run without it.
+    # The obstacle tasks keep it, since there it is what holds the walk on its path.
     free = dict(content_weight=0.0)
     rows = []
     frames = list(range(0, length, 10))
