@@ -39,7 +39,7 @@ pytestmark = pytest.mark.slow
 
 #: Flags whose value a stage writes; every other path argument is an input.
 OUTPUT_FLAGS = {"--out", "--out-dir", "--report", "--report-dir", "--metrics", "--plot", "--plots-dir", "--figure",
-                "--checkpoint"}
+                "--checkpoint", "--speed"}
 
 
 def _stages() -> list[str]:
@@ -413,3 +413,45 @@ def test_kill_9_during_training_then_dvc_repro_resumes_to_the_same_model(smoke, 
     metrics = json.loads((work / words[words.index("--metrics") + 1]).read_text())
     assert metrics["resumed_from"] == step  # resumed, not started over
     assert _md5(work / model) == expected
+
+
+# ------------------------------------------------------------------ HMDiff (issue 28)
+
+
+def _drop_field(field: str):
+    def write(original: Path, path: Path) -> None:
+        with np.load(original, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files if k != field}
+        with open(path, "wb") as handle:
+            np.savez(handle, **arrays)
+    return write
+
+
+@pytest.mark.parametrize("stage, extract", [("eval_hmdiff@", "test.npz"), ("train_hmdiff@", "train.npz"),
+                                            ("report_hmdiff", "test.npz")])
+@pytest.mark.parametrize("field", ["tokens", "heatmaps_q", "depth_maps_cm"])
+def test_hmdiff_stages_refuse_extractions_without_heatmaps_or_tokens(smoke, lock, tmp_path, stage, extract, field):
+    module, args, inputs, outputs = _stage(smoke, lock, tmp_path, stage)
+    _replace(inputs / "data/extract" / extract, _drop_field(field))
+    _fails(module, args, outputs, extract, field)
+
+
+@pytest.mark.parametrize("stage", ["train_hmdiff@", "eval_hmdiff@", "eval_hmdiff_head"])
+def test_hmdiff_a_body_mesh_that_cannot_be_coarsened_names_the_file_and_parameter(smoke, lock, tmp_path, stage):
+    module, args, inputs, outputs = _stage(smoke, lock, tmp_path, stage, **{"hmdiff.hierarchy": [5000]})
+    _fails(module, args, outputs, "anny_smpl_neutral.npz", "hmdiff.hierarchy")
+
+
+@pytest.mark.parametrize("stage", ["eval_hmdiff@", "report_hmdiff"])
+@pytest.mark.parametrize("key, value, message", [("threshold", 0.0, "(0, 1)"), ("threshold", 1.5, "(0, 1)"),
+                                                 ("num_samples", 0, ">= 1")])
+def test_hmdiff_r_outside_0_1_and_n_below_1_are_one_line_errors(smoke, lock, tmp_path, stage, key, value, message):
+    module, args, inputs, outputs = _stage(smoke, lock, tmp_path, stage, **{f"hmdiff.eval.{key}": value})
+    line = _fails(module, args, outputs, f"hmdiff.eval.{key}", "params.yaml")
+    assert message in line
+
+
+def test_report_hmdiff_refuses_a_missing_row(smoke, lock, tmp_path):
+    module, args, inputs, outputs = _stage(smoke, lock, tmp_path, "report_hmdiff")
+    (inputs / "data/hmdiff/eval/direct_l2.json").unlink()
+    _fails(module, args, outputs, "direct_l2.json")
