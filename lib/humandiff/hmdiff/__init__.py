@@ -16,7 +16,7 @@ the Distribution Alignment Technique (DAT). The paper's package (issue 28).
 The coarse-mesh hierarchy and the coarse joint regressor (DAT's f) live with the body model,
 :mod:`humandiff.body.hierarchy`.
 
-Still to come (a later session): the DVC stages ``train_hmdiff``, the baselines' and ablations'
-stages (Tables 3-5), ``report_hmdiff`` (``reports/hmdiff.md``, ``reports/metrics/hmdiff.json``) and
-the speed benchmark (Table 6).
+The stages' logic: ``data`` (geometry, one image set's inputs and truth), ``settings`` (the
+``hmdiff`` params section), ``training`` (``train_hmdiff``), ``run`` (``eval_hmdiff``: one table row),
+``report`` (``report_hmdiff``; the paper's numbers in ``paper.yaml``). See docs/hmdiff.md.
 """
