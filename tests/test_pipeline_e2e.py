@@ -145,3 +145,31 @@ def test_unchanged_tree_does_nothing_and_a_param_reruns_only_its_stages(smoke_re
     status = _run([str(BIN / "dvc"), "status", "--json"], smoke_repo)
     edit = {"dno@edit-dno", "dno@control-dno"}
     assert set(json.loads(status.stdout)) == {"encode_text", "dno_ablation@ddim_5"} | guided | edit, status.stdout
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_writes_hmdiff_tables_and_one_run_reruns_alone(smoke_repo: Path):
+    """HMDiff (issue 28): a row per table entry with the promised fields, the pictures, no timing in the
+    rows the report reads; tuning one run's params reruns that run and the report only."""
+    hmdiff = json.loads((smoke_repo / "reports/metrics/hmdiff.json").read_text())
+    for row in ("table1/hmdiff", "table1/regression_head", "table3/baseline_a", "table3/baseline_b", "table4/no_dat_pose",
+                "table4/no_dat_both", "table5/start_from_pose", "table5/direct_l2", "table5/single_pose",
+                "table5/no_activation"):
+        assert {"mpve_mm", "mpjpe_mm", "pa_mpjpe_mm", "steps", "fps"} <= set(hmdiff["rows"][row]), row
+    assert len(hmdiff["findings"]) == 9
+    assert all((smoke_repo / "reports/hmdiff" / name).is_file() for name in ("meshes.png", "samples.png", "ratio.png"))
+    assert "Table 4" in (smoke_repo / "reports/hmdiff.md").read_text()
+    row = json.loads((smoke_repo / "data/hmdiff/eval/hmdiff.json").read_text())
+    assert "seconds" not in row and "fps" not in row
+    assert json.loads((smoke_repo / "reports/metrics/hmdiff_speed/hmdiff.json").read_text())["fps"] > 0
+    before = set(json.loads(_run([str(BIN / "dvc"), "status", "--json"], smoke_repo).stdout))
+    original = (smoke_repo / "params.yaml").read_text()
+    try:
+        params = yaml.safe_load(original)
+        params["hmdiff"]["runs"]["direct_l2"]["options"] = {"gamma": 0.001}
+        (smoke_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        status = _run([str(BIN / "dvc"), "status", "--json"], smoke_repo)
+        changed = set(json.loads(status.stdout)) - before
+        assert "eval_hmdiff@direct_l2" in changed and changed <= {"eval_hmdiff@direct_l2", "report_hmdiff"}, status.stdout
+    finally:
+        (smoke_repo / "params.yaml").write_text(original)
