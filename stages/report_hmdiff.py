@@ -46,14 +46,14 @@ def main(params_file: str, images_dir: str, extract_dir: str, models_dir: str, e
     geometry = build_geometry(body_path, p.hierarchy, p.fit_poses, p.seed)
     count = min(p.report["sheet_images"], p.eval.figure_images, *(len(r.arrays["vertices"]) for r in rows.values()))
     data = load_set(images_dir, extract_dir, "test", load_body_model(body_path), geometry, count)
-    images = load_image_set(images_dir, "test", ("image",))[1]["image"][:count]
+    shards = load_image_set(images_dir, "test", ("image", "joints_cam"))[1]
     compute = {}
     for name, spec in p.runs.items():
         if spec.kind != "head":
             config = load_hmdiff(Path(models_dir) / f"{spec.model}.pt", geometry)[0].config
             tokens = int(data.tokens.shape[1]) * (config.context != "pose") + config.pose_joints * (config.context != "image")
             compute[name] = compute_per_image(rows[name].summary, forward_macs(config, tokens), p.eval.num_samples)
-    figures = {"images": images, "truth": data.vertices.numpy(), "pelvis": data.regression["joints_cam"][:, 0],
+    figures = {"images": shards["image"][:count], "truth": data.vertices.numpy(), "pelvis": shards["joints_cam"][:count, 0],
                "intrinsics": data.intrinsics.numpy(), "regressor": geometry.regressor.numpy(),
                "spread_images": p.report["spread_images"]}
     with atomic_directory(report_dir) as tmp:

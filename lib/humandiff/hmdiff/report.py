@@ -178,7 +178,7 @@ def draw_points(image: np.ndarray, pixels: np.ndarray, colour: tuple[int, int, i
 def mesh_sheet(images: np.ndarray, truth: np.ndarray, pelvis: np.ndarray, intrinsics: np.ndarray,
                predictions: Mapping[str, np.ndarray], scale: int = 2) -> np.ndarray:
     """Rows of tiles per test image: the truth, then each method's mesh vertices over the image (BGR).
-    ``images`` (F, S, S, 3) RGB; meshes (F, V, 3) pelvis-relative; ``pelvis`` (F, 3) the regression's."""
+    ``images`` (F, S, S, 3) RGB; meshes (F, V, 3) pelvis-relative, drawn at ``pelvis`` (F, 3)."""
     tiles = []
     for i in range(len(images)):
         bgr = np.ascontiguousarray(images[i][..., ::-1])
@@ -205,11 +205,12 @@ def spread_sheet(images: np.ndarray, samples: np.ndarray, regressor: np.ndarray,
 
 
 def ratio_plot(history_ratio: np.ndarray, history_dat: np.ndarray, threshold: float) -> np.ndarray:
-    """R_k (median over chains and images) and the share of chains with DAT on, over the DDIM steps, with r."""
+    """log10 R_k (median over chains and images), log10 r, and the share of chains with DAT on, over the DDIM steps."""
     steps = len(history_ratio)
-    return line_plot({"R_k (median)": list(np.median(history_ratio.reshape(steps, -1), 1)),
-                      "DAT on (share)": list(history_dat.reshape(steps, -1).mean(1)),
-                      f"r = {threshold}": [threshold] * steps},
+    ratio = np.median(history_ratio.reshape(steps, -1), 1)
+    return line_plot({"log10 R_k (median)": list(np.log10(np.maximum(ratio, 1e-12))),
+                      f"log10 r (r = {threshold})": [float(np.log10(threshold))] * steps,
+                      "DAT on (share of chains)": list(history_dat.reshape(steps, -1).mean(1))},
                      "HMDiff: R_k over the reverse steps; DAT off for good once R_k < r", xlabel="DDIM step")
 
 
@@ -226,7 +227,7 @@ def compute_per_image(summary: Mapping[str, Any], macs_per_pass: int, num_sample
     return passes * macs_per_pass / 1e9
 
 
-def protocol(images: int, sizes: Sequence[int], num_samples: int, threshold: float, gamma: float) -> str:
+def protocol(images: int, sizes: Sequence[int], num_samples: int, threshold: float, gamma: float, steps: Any = 40) -> str:
     return (
         "## Protocol\n\n"
         f"- Data: the first {images} images of the rendered single-view test set (`data/images`, set `test`; a fixed "
@@ -236,7 +237,7 @@ def protocol(images: int, sizes: Sequence[int], num_samples: int, threshold: flo
         "f_I), the xy and depth heatmaps (U), the regression's pelvis depth.\n"
         f"- Meshes: the body model's own hierarchy {' -> '.join(str(s) for s in sizes)} vertices; the diffusion runs on "
         f"the {sizes[-1]}-vertex mesh, up-sampled (learned linear map to {sizes[1]}, then fixed) to the full mesh.\n"
-        f"- HMDiff: N = {num_samples} samples, DDIM 40 steps, r = {threshold}, gamma = {gamma}; the prediction is the "
+        f"- HMDiff: N = {num_samples} samples, DDIM {steps} steps (paper: N = 25, 40 steps), r = {threshold}, gamma = {gamma}; the prediction is the "
         "centre (mean) of the N samples. Table 4's no-DAT rows each take the step count of their sweep with the lowest "
         "MPJPE on this same subset (as the paper tunes them).\n"
         "- Frame: camera frame, metres, both meshes translated so that their pelvis is at the origin.\n"
@@ -252,7 +253,7 @@ def build_report(rows: Mapping[str, Row], compute: Mapping[str, float], images: 
                  report_dir: str | Path, report_file: str | Path, write_png, write_dir: str | Path | None = None) -> Report:
     """The markdown, the metrics JSON and the pictures (written by ``write_png(path, bgr)``).
 
-    ``figures``: ``images`` (F, S, S, 3) RGB, ``truth`` (F, V, 3), ``pelvis`` (F, 3), ``intrinsics`` (F, 4),
+    ``figures``: ``images`` (F, S, S, 3) RGB, ``truth`` (F, V, 3), ``pelvis`` (F, 3) camera-frame, ``intrinsics`` (F, 4),
     ``regressor`` (J, V_c), for the first F test images. Pictures go to ``write_dir`` (default
     ``report_dir``: e.g. the temporary folder of an atomic directory), links name ``report_dir``."""
     paper = paper_numbers()
@@ -277,12 +278,13 @@ def build_report(rows: Mapping[str, Row], compute: Mapping[str, float], images: 
     lines = ["# HMDiff: distribution-aligned diffusion for human mesh recovery (Foo et al., ICCV 2023)", "",
              "Ours on our data beside the paper's numbers (3DPW, Human3.6M), each labelled. Regenerate with "
              "`dvc repro report_hmdiff`; how the rows are made: docs/hmdiff.md.", "",
-             protocol(images, sizes, num_samples, threshold, gamma), "## Tables", "",
+             protocol(images, sizes, num_samples, threshold, gamma,
+                      rows["hmdiff"].summary.get("steps") if "hmdiff" in rows else 40), "## Tables", "",
              tables(rows, paper, compute, images), "", "## Findings (MPJPE)", ""]
     lines += [f"- {f['table']}: {f['claim']}: {'holds' if f['holds'] else 'does NOT hold'} "
               f"({format_value(f['hmdiff_mpjpe_mm'], 1)} vs {format_value(f['other_mpjpe_mm'], 1)} mm)" for f in found]
     lines += ["", "## Pictures", "",
-              "Meshes (vertices) over the test images, placed at the regression's pelvis: truth in green, predictions in "
-              "red; the N samples' joints f(h) one colour per sample; R_k (median over chains) with the share of chains "
-              "still under DAT.", "", *pictures, ""]
+              "Meshes (vertices) over the test images, each placed at the true pelvis (the metrics are pelvis-relative): "
+              "truth in green, predictions in red; the N samples' joints f(h), one colour per sample; log10 R_k (median "
+              "over chains) against log10 r, with the share of chains still under DAT.", "", *pictures, ""]
     return Report("\n".join(lines), metrics_json(rows, found, images))
