@@ -82,6 +82,7 @@ def main(params_file, batch, samples, steps, tokens, threads, repeats, out_file)
         for images in (batch, 1):
             seconds = timed(lambda: fn(images), repeats)
             results[f"{label}_batch{images}_images_per_second"] = round(images / seconds, 4)
+            click.echo(f"  {label} at batch {images}: {images / seconds:.3f} images/s", err=True)
     peak_after = matmul_peak()
     results["fp32_matmul_peak_gflops"] = round((peak_before + peak_after) / 2, 1)
     results["fp32_matmul_peak_before_after"] = [round(peak_before, 1), round(peak_after, 1)]
