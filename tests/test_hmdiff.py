@@ -31,6 +31,7 @@ from humandiff.hmdiff.dat import (
     pose_gap,
     single_pose,
     update_activation,
+    dat_guidance,
 )
 from humandiff.hmdiff.losses import LossWeights, geometry_losses, training_loss
 from humandiff.hmdiff.model import MeshUpsampler, VertexDenoiser, VertexDenoiserConfig, forward_macs, pose_features
@@ -39,6 +40,8 @@ from humandiff.io.artifacts import ArtifactError
 #: The embedded model's hierarchy: 1229 -> 615 -> 154 (see the report of issue 28 for why).
 EMBEDDED_SIZES = (0.5, 0.125)
 SCHEDULE = linear_schedule(200)
+#: Algorithm 1 literally: DAT from the first step, the x_t shift through the denoiser (not the defaults).
+LITERAL = {"min_alpha_bar": 0.0, "dat_mode": "xt"}
 
 
 def bumpy_torus(rings: int = 130, sides: int = 53) -> tuple[np.ndarray, np.ndarray]:
@@ -239,7 +242,7 @@ def joint_error(regressor, meshes, target):
 
 def test_dat_pulls_the_samples_towards_u_and_switches_off_for_good(toy):
     model, regressor, target, poses = toy
-    full = dat_reverse(model, SCHEDULE, regressor, poses, HMDiffOptions(), generator=torch.Generator().manual_seed(1))
+    full = dat_reverse(model, SCHEDULE, regressor, poses, HMDiffOptions(**LITERAL), generator=torch.Generator().manual_seed(1))
     plain = dat_reverse(model, SCHEDULE, regressor, poses, HMDiffOptions(dat=False),
                         generator=torch.Generator().manual_seed(1))
     assert full.samples.shape == (2, 25, 12, 3) and full.center.shape == (2, 12, 3)
@@ -261,7 +264,7 @@ def test_dat_pulls_the_samples_towards_u_and_switches_off_for_good(toy):
 
 def test_ablation_switches_run(toy):
     model, regressor, target, poses = toy
-    without_strategy = dat_reverse(model, SCHEDULE, regressor, poses, HMDiffOptions.for_ablation("no_activation"),
+    without_strategy = dat_reverse(model, SCHEDULE, regressor, poses, HMDiffOptions.for_ablation("no_activation", **LITERAL),
                                    generator=torch.Generator().manual_seed(1))
     assert without_strategy.history["dat"].all()
     single = dat_reverse(model, SCHEDULE, regressor, poses.mean(1, keepdim=True),
@@ -279,11 +282,51 @@ def test_ablation_switches_run(toy):
     direct = dat_reverse(model, SCHEDULE, regressor, poses, HMDiffOptions.for_ablation("direct_l2", gamma=0.002),
                          generator=torch.Generator().manual_seed(1))
     assert torch.isfinite(direct.samples).all()
-    stochastic = dat_reverse(model, SCHEDULE, regressor, poses, HMDiffOptions(eta=1.0, num_samples=3),
+    stochastic = dat_reverse(model, SCHEDULE, regressor, poses, HMDiffOptions(eta=1.0, num_samples=3, **LITERAL),
                              generator=torch.Generator().manual_seed(1))
     assert torch.isfinite(stochastic.samples).all() and stochastic.history["dat"][0].all()
     with pytest.raises(ArtifactError, match="pose_to_mesh"):
         dat_reverse(model, SCHEDULE, regressor, poses, HMDiffOptions(start="pose"), generator=torch.Generator())
+
+
+def test_min_alpha_bar_gates_dat_and_its_reference(toy):
+    model, regressor, target, poses = toy
+    run = lambda **kw: dat_reverse(model, SCHEDULE, regressor, poses, HMDiffOptions(num_samples=4, **kw),
+                                   generator=torch.Generator().manual_seed(1))
+    plain = run(dat=False)
+    # a floor above every step's alpha_bar (max 1 - beta_0 = 0.9995): DAT never on, the chains are plain DDIM
+    never = run(min_alpha_bar=0.9999)
+    assert not never.history["dat"].any() and np.allclose(never.history["ratio"], 1.0)
+    assert torch.allclose(never.samples, plain.samples)
+    # floor 0 (Algorithm 1): DAT and D_K from the first step (t = 199, alpha_bar 3e-5)
+    literal = run(min_alpha_bar=0.0)
+    assert literal.history["timestep"][0] == 199 and literal.history["dat"][0].all()
+    # the default 1e-2: off exactly below the floor, on (R = 1, D_K taken there) at the first step at or above it
+    default = run()
+    alpha_bar = SCHEDULE.alphas_cumprod.double().numpy()[default.history["timestep"]]
+    below = alpha_bar < 1e-2
+    first = int(np.argmin(below))
+    assert HMDiffOptions().min_alpha_bar == 1e-2 and 0 < first < len(below) and not below[first:].any()
+    assert not default.history["dat"][below].any() and default.history["dat"][first].all()
+    assert np.allclose(default.history["ratio"][first], 1.0)
+    assert not np.allclose(default.history["ratio"][first + 1], 1.0)  # R_k relative to the gap at `first`
+    assert joint_error(regressor, default.center, target) < joint_error(regressor, plain.center, target)
+
+
+def test_dat_mode_picks_the_cores_guidance_space(toy):
+    model, regressor, target, poses = toy
+    state = ActivationState.start(poses.shape[1])
+    assert HMDiffOptions().dat_mode == "x0"
+    assert dat_guidance(poses[0, :, None], regressor, state, HMDiffOptions()).mode == "x0"
+    assert dat_guidance(poses[0, :, None], regressor, state, HMDiffOptions(dat_mode="xt")).mode == "xt"
+    run = lambda mode: dat_reverse(model, SCHEDULE, regressor, poses,
+                                   HMDiffOptions(num_samples=4, min_alpha_bar=0.0, dat_mode=mode, gamma=0.002),
+                                   generator=torch.Generator().manual_seed(1))
+    x0, xt = run("x0"), run("xt")
+    assert torch.isfinite(x0.samples).all() and torch.isfinite(xt.samples).all()
+    assert not torch.allclose(x0.samples, xt.samples)
+    # the x0 step is taken on the clean estimate: the same first gap, different samples afterwards
+    assert np.allclose(x0.history["gap"][0], xt.history["gap"][0], rtol=1e-5)
 
 
 def test_activation_state_is_explicit_and_direct_shift_is_the_l2_gradient(toy):
@@ -315,6 +358,13 @@ def test_options_defaults_and_one_line_errors():
         options.with_overrides({"samples": 3})
     with pytest.raises(ArtifactError, match="ablation must be one of"):
         HMDiffOptions.for_ablation("nope")
+    assert (options.min_alpha_bar, options.dat_mode) == (1e-2, "x0")
+    for value in (-0.1, 1.0, True, "0.1"):
+        with pytest.raises(ArtifactError, match=r"'min_alpha_bar' must lie in \[0, 1\)") as info:
+            HMDiffOptions(min_alpha_bar=value)
+        assert "\n" not in str(info.value)
+    with pytest.raises(ArtifactError, match="'dat_mode' must be one of x0, xt"):
+        HMDiffOptions(dat_mode="eps")
 
 
 def test_input_distribution_lifts_heatmap_poses_to_the_camera_frame():
@@ -360,3 +410,25 @@ def test_losses_are_zero_at_the_truth_and_positive_off_it(hierarchy, posed):
     assert total.shape == (3,) and float(total.abs().max()) < 1e-3
     with pytest.raises(ArtifactError, match="'edge' must be a finite number"):
         LossWeights(edge=-1.0)
+    with pytest.raises(ArtifactError, match="'alpha_bar' must be true or false"):
+        LossWeights(alpha_bar=1)
+
+
+def test_geometry_terms_are_weighted_by_alpha_bar_per_sample(hierarchy, posed):
+    mesh = torch.tensor(hierarchy.down(posed[0][:3]), dtype=torch.float32)
+    faces = torch.tensor(hierarchy.level_faces(-1))
+    regressor = torch.tensor(fit_joint_regressor(hierarchy.down(posed[0][:160]), posed[1][:160]), dtype=torch.float32)
+    steps = torch.tensor([0, 100, 199])
+    sampler = lambda schedule, batch, generator, device=None: steps.to(device)
+    model = lambda x, t: 0.9 * torch.ones_like(x)  # a poor noise prediction: every term is > 0
+    weighted, terms = training_loss(model, mesh, SCHEDULE, torch.Generator().manual_seed(0), faces, regressor,
+                                    LossWeights(), sampler=sampler)
+    plain, plain_terms = training_loss(model, mesh, SCHEDULE, torch.Generator().manual_seed(0), faces, regressor,
+                                       LossWeights(alpha_bar=False), sampler=sampler)
+    assert LossWeights().alpha_bar is True
+    assert all(torch.equal(terms[k], plain_terms[k]) for k in terms)  # the logged terms are unweighted
+    diffusion = terms["diffusion"]
+    geometry = plain - diffusion
+    assert (geometry > 0).all()
+    assert torch.allclose(weighted, diffusion + SCHEDULE.alphas_cumprod[steps].float() * geometry, rtol=1e-4)
+    assert weighted[2] - diffusion[2] < 1e-3 * geometry[2]  # t = 199: alpha_bar 3e-5

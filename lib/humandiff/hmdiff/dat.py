@@ -10,12 +10,21 @@ Conventions, written once:
   heatmaps (``M = N``); :func:`single_pose` gives the ``M = 1`` pose ``u_c`` of the "w/ u_c" ablation.
 - The gap (Eq. 10), per chain: ``D_k = sum_i ||u_i - f(h0_hat(h_k))||^2`` (sum over the M poses and
   the J joints), ``h0_hat`` the denoiser's clean estimate at ``h_k`` (Eq. 7).
-- DAT's step (Alg. 1 line 9): the core's DDIM step with ``Guidance(mode="xt")``:
-  ``h_{k-1} = DDIM(h_k) - gamma * grad_{h_k} D_k``, the gradient flowing through the denoiser
-  (``h0_hat`` depends on ``h_k`` directly and through ``g``). The guidance loss is minimised, so a
-  positive ``gamma`` moves ``f(h0_hat)`` towards the poses.
-- Activation strategy: ``R_k = D_k / D_K`` with ``D_K`` the gap at the first step (``R_K = 1``); a
-  chain uses DAT at step k while ``R_k >= r`` and it has used DAT at every earlier step; once
+- DAT's step, ``HMDiffOptions.dat_mode``: ``"xt"`` is Alg. 1 line 9 literally, the core's DDIM step
+  with ``Guidance(mode="xt")``: ``h_{k-1} = DDIM(h_k) - gamma * grad_{h_k} D_k``, the gradient
+  flowing through the denoiser (``h0_hat`` depends on ``h_k`` directly and through ``g``).
+  ``"x0"`` (the default) is the core's ``Guidance(mode="x0")``: the step is taken on the clean
+  estimate, ``h0_hat <- h0_hat - gamma * grad_{h0_hat} D_k``, and DDIM continues from it (no
+  gradient through the denoiser; docs/hmdiff.md "Default-preset diagnosis": through an undertrained
+  denoiser the x_t gradient is ~1/sqrt(alpha_bar_t) times larger and diverges). The guidance loss
+  is minimised, so a positive ``gamma`` moves ``f(h0_hat)`` towards the poses.
+- Noise floor, ``HMDiffOptions.min_alpha_bar``: DAT (and the activation strategy's reference
+  ``D_K``) starts at the first step whose ``alpha_bar_t >= min_alpha_bar``; earlier steps are plain
+  DDIM with DAT off in the history and the activation state untouched. 0 is Algorithm 1 literally
+  (DAT from the first step); the default 1e-2 skips the linear K = 200 schedule's steps where the
+  clean estimate amplifies the denoiser's error by 1/sqrt(alpha_bar) (182x at t = 199).
+- Activation strategy: ``R_k = D_k / D_K`` with ``D_K`` the gap at the first DAT step (``R_K = 1``);
+  a chain uses DAT at step k while ``R_k >= r`` and it has used DAT at every earlier DAT step; once
   ``R_k < r`` it is off for good. The state (``D_K`` and the on/off flag per chain,
   :class:`ActivationState`) is a value passed into each step and returned by
   :func:`update_activation`; the step's gate is computed by the same function from the same
@@ -72,7 +81,11 @@ class HMDiffOptions:
     ``num_samples`` N chains per image; ``ddim_steps`` of the K-step schedule (``spacing`` as the
     core's, ``eta`` 0: deterministic DDIM); ``threshold`` r in (0, 1); ``gamma`` DAT's weight; the
     ablation switches (see the module doc) ``dat``, ``alignment``, ``prior``, ``activation``,
-    ``start``.
+    ``start``; ``min_alpha_bar`` in [0, 1): DAT and ``D_K`` only at steps with ``alpha_bar_t`` at
+    least this (0: the paper's Algorithm 1, DAT from the first step); ``dat_mode`` ``"x0"`` (the
+    step on the clean estimate, the core's ``Guidance(mode="x0")``) or ``"xt"`` (the paper's shift of
+    ``h_k`` through the denoiser). The defaults of these two are not the paper's: see the module doc
+    and docs/hmdiff.md.
     """
 
     num_samples: int = 25
@@ -86,6 +99,8 @@ class HMDiffOptions:
     prior: Literal["distribution", "single"] = "distribution"
     activation: bool = True
     start: Literal["noise", "pose"] = "noise"
+    min_alpha_bar: float = 1e-2
+    dat_mode: Literal["x0", "xt"] = "x0"
 
     def __post_init__(self) -> None:
         for name, label in (("num_samples", "N"), ("ddim_steps", "DDIM steps")):
@@ -99,7 +114,10 @@ class HMDiffOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ArtifactError(f"HMDiffOptions: parameter '{name}' must be a finite number >= 0, got {value!r}")
-        choices = {"spacing": ("trailing", "leading"), "alignment": ("estimate", "direct"),
+        floor = self.min_alpha_bar
+        if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0.0 <= floor < 1.0:
+            raise ArtifactError(f"HMDiffOptions: parameter 'min_alpha_bar' must lie in [0, 1), got {floor!r}")
+        choices = {"dat_mode": ("x0", "xt"), "spacing": ("trailing", "leading"), "alignment": ("estimate", "direct"),
                    "prior": ("distribution", "single"), "start": ("noise", "pose")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -228,15 +246,16 @@ def update_activation(state: ActivationState, gap: Tensor, threshold: float, str
 
 
 def dat_guidance(poses: Tensor, regressor: Tensor, state: ActivationState, options: HMDiffOptions) -> Guidance:
-    """The core's ``mode="xt"`` guidance of one step: the loss ``D_k`` (R,) whose gradient is kept only
-    where :func:`activation_gate` is on (its value is ``D_k`` everywhere, so the step reports ``D_k``)."""
+    """The core's guidance (mode ``options.dat_mode``) of one step: the loss ``D_k`` (R,) whose gradient
+    is kept only where :func:`activation_gate` is on (its value is ``D_k`` everywhere, so the step
+    reports ``D_k``)."""
 
     def loss(x0_hat: Tensor, t: Tensor) -> Tensor:
         gap = pose_gap(x0_hat, poses, regressor)
         gate, _ = activation_gate(state, gap, options.threshold, options.activation)
         return torch.where(gate, gap, gap.detach())
 
-    return Guidance(loss=loss, scale=options.gamma, mode="xt")
+    return Guidance(loss=loss, scale=options.gamma, mode=options.dat_mode)
 
 
 def direct_shift(h: Tensor, poses: Tensor, regressor: Tensor, gate: Tensor, gamma: float) -> Tensor:
@@ -255,7 +274,8 @@ class HMDiffResult:
     ``samples`` (B, N, V, 3) the clean meshes of the chains; ``center`` (B, V, 3) their mean;
     ``mesh`` the centre up-sampled by the collaborator (None without one); ``history`` per step
     (S steps): ``timestep`` (S,), ``gap`` D_k, ``ratio`` R_k and ``dat`` (DAT applied, bool), each
-    (S, B, N); ``seconds`` the wall time.
+    (S, B, N) (at steps below ``min_alpha_bar``: ``dat`` False and ``ratio`` 1, no ``D_K`` yet);
+    ``seconds`` the wall time.
     """
 
     samples: Tensor
@@ -318,17 +338,23 @@ def dat_reverse(
         x = noise
 
     state = ActivationState.start(rows, options.dat)
+    alpha_bar = schedule.alphas_cumprod.detach().cpu().double()
     record: dict[str, list[np.ndarray]] = {"gap": [], "ratio": [], "dat": []}
     for level, next_level in zip(levels[:-1], levels[1:]):
         step_noise = None
         if options.eta > 0 and next_level != CLEAN:
             step_noise = torch.randn(x.shape, generator=generator, dtype=dtype).to(x.device)
-        guided = options.dat and options.alignment == "estimate" and bool(state.active.any())
+        usable = float(alpha_bar[level]) >= options.min_alpha_bar  # the noise floor: no DAT, no D_K below it
+        guided = usable and options.dat and options.alignment == "estimate" and bool(state.active.any())
         guidance = dat_guidance(chain_poses, regressor, state, options) if guided else None
         out = ddim_step(model, x, level, next_level, schedule, prediction="eps", eta=options.eta, noise=step_noise,
                         guidance=guidance, model_kwargs=kwargs)
         gap = out.guidance_loss if guided else pose_gap(out.x0_hat, chain_poses, regressor)
-        state, gate, ratio = update_activation(state, gap, options.threshold, options.activation)
+        if usable:
+            state, gate, ratio = update_activation(state, gap, options.threshold, options.activation)
+        else:
+            gate = torch.zeros(rows, dtype=torch.bool, device=gap.device)
+            ratio = torch.ones(rows, dtype=gap.dtype, device=gap.device)  # no D_K yet: R = 1 by convention
         if options.dat and options.alignment == "direct" and bool(gate.any()):
             x = out.x + direct_shift(x, chain_poses, regressor, gate, options.gamma)  # gradient at h_k
         else:

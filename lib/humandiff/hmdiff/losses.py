@@ -17,6 +17,14 @@ equals the truth:
 
 The weights are Pose2Mesh's (``L_v + L_j + 0.1 L_n + 20 L_e``): the paper defers them to its
 supplementary, which we do not have.
+
+``LossWeights.alpha_bar`` (default on; not in the paper, which leaves the terms unweighted over
+``k``): the four geometry terms of a sample drawn at level ``k`` are multiplied by ``alpha_bar_k``,
+its signal fraction. ``h0_hat = (h_k - sqrt(1 - alpha_bar) eps_hat) / sqrt(alpha_bar)`` multiplies
+the noise-prediction error by up to 182 at k = 199 of the linear K = 200 schedule, so unweighted, the
+noisiest samples dominate the (clipped) gradient and the low-noise levels, where the image matters,
+learn little (docs/hmdiff.md "Default-preset diagnosis": the weighting halved the coarse-joint error
+of a 300-step training). The logged terms are the unweighted ones; only the total is weighted.
 """
 
 from __future__ import annotations
@@ -36,16 +44,22 @@ TERMS: tuple[str, ...] = ("diffusion", "vertex", "joint", "normal", "edge")
 
 @dataclass(frozen=True)
 class LossWeights:
-    """``L_total = diffusion L_Diff + vertex L_v + joint L_j + normal L_n + edge L_e`` (see the module doc)."""
+    """``L_total = diffusion L_Diff + w(k) (vertex L_v + joint L_j + normal L_n + edge L_e)``, ``w(k) =
+    alpha_bar_k`` with ``alpha_bar`` true, 1 without (see the module doc)."""
 
     diffusion: float = 1.0
     vertex: float = 1.0
     joint: float = 1.0
     normal: float = 0.1
     edge: float = 20.0
+    alpha_bar: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.alpha_bar, bool):
+            raise ArtifactError(f"LossWeights: parameter 'alpha_bar' must be true or false, got {self.alpha_bar!r}")
         for f in fields(self):
+            if f.name == "alpha_bar":
+                continue
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ArtifactError(f"LossWeights: parameter '{f.name}' must be a finite number >= 0, got {value!r}")
@@ -103,7 +117,7 @@ def geometry_losses(estimate: Tensor, truth: Tensor, faces: Tensor, regressor: T
 
 
 def total(terms: dict[str, Tensor], weights: LossWeights) -> Tensor:
-    """``sum_name weight[name] * terms[name]`` (B,)."""
+    """``sum_name weight[name] * terms[name]`` (B,) (no per-level weighting: see :func:`training_loss`)."""
     return sum(getattr(weights, name) * value for name, value in terms.items())
 
 
@@ -115,13 +129,16 @@ def training_loss(model, mesh: Tensor, schedule: NoiseSchedule, generator: torch
 
     ``mesh`` (B, V, 3) the true coarse meshes; draws ``k`` (``sampler``) and the noise from
     ``generator``, runs ``model(h_k, k, **model_kwargs)``, turns its output into ``h0_hat`` and adds
-    the geometry terms on it.
+    the geometry terms on it, multiplied per sample by ``alpha_bar_k`` when ``weights.alpha_bar``
+    (the returned terms are unweighted).
     """
     t = sampler(schedule, mesh.shape[0], generator, device=mesh.device)
     noise = torch.randn(mesh.shape, generator=generator, dtype=mesh.dtype).to(mesh.device)
     noisy = q_sample(schedule, mesh, t, noise)
     output = model(noisy, t, **(model_kwargs or {}))
     terms = {"diffusion": prediction_loss(schedule, output, mesh, noise, t, prediction)}
-    terms.update(geometry_losses(x0_from_prediction(schedule, noisy, t, output, prediction), mesh, faces, regressor,
-                                 target_joints))
-    return total(terms, weights), terms
+    geometry = geometry_losses(x0_from_prediction(schedule, noisy, t, output, prediction), mesh, faces, regressor,
+                               target_joints)
+    terms.update(geometry)
+    level_weight = schedule.alphas_cumprod.to(mesh.device, mesh.dtype)[t] if weights.alpha_bar else 1.0
+    return total({"diffusion": terms["diffusion"]}, weights) + level_weight * total(geometry, weights), terms
