@@ -71,6 +71,12 @@ def test_every_preset_parses_and_dvc_yaml_has_a_stage_per_model_and_run():
     default = read_params(REPO / "params.yaml")
     assert (default.eval.num_samples, default.eval.threshold, default.eval.gamma) == (25, 0.05, 0.2)
     assert default.runs["hmdiff"].steps == (40,) and default.runs["hmdiff"].ablation == "full"
+    # the diagnosis's fixes are the defaults; paper_literal is Algorithm 1 literally
+    assert (default.eval.min_alpha_bar, default.eval.dat_mode, default.weights.alpha_bar) == (0.01, "x0", True)
+    full = default.runs["hmdiff"].hmdiff_options(default.eval, 40)
+    literal = default.runs["paper_literal"].hmdiff_options(default.eval, 40)
+    assert (full.min_alpha_bar, full.dat_mode) == (0.01, "x0")
+    assert (literal.min_alpha_bar, literal.dat_mode, literal.dat, literal.activation) == (0.0, "xt", True, True)
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -84,6 +90,10 @@ def test_every_preset_parses_and_dvc_yaml_has_a_stage_per_model_and_run():
     ({"hmdiff.models.both.stack": 2}, r"'hmdiff.models.both'"),
     ({"hmdiff.architecture.context": "pose"}, r"come from the data or hmdiff.models"),
     ({"hmdiff.no_such_key": 1}, r"unknown parameter\(s\) hmdiff.no_such_key"),
+    ({"hmdiff.eval.min_alpha_bar": 1.5}, r"'hmdiff.eval.min_alpha_bar' must lie in \[0, 1\)"),
+    ({"hmdiff.eval.dat_mode": "eps"}, r"'hmdiff.eval.dat_mode' must be one of x0, xt"),
+    ({"hmdiff.runs.paper_literal.options": {"dat_mode": "eps"}}, r"'hmdiff.runs.paper_literal.options'.*'dat_mode'"),
+    ({"hmdiff.weights.alpha_bar": 1}, r"'hmdiff.weights.alpha_bar' must be true or false"),
 ])
 def test_bad_params_are_one_line_errors_naming_the_key(tmp_path, changes, message):
     with pytest.raises(ArtifactError, match=message) as info:

@@ -30,7 +30,8 @@ TABLE3 = (("baseline_a", "Baseline A (one pass)"), ("baseline_b", "Baseline B (s
 TABLE4 = (("no_dat_image", "Image Feature"), ("no_dat_pose", "Pose Feature"), ("no_dat_both", "Both Features"),
           ("hmdiff", "Ours (with DAT)"))
 TABLE5 = (("start_from_pose", "Ours w/ H_U"), ("direct_l2", "Direct L_2"), ("single_pose", "Ours w/ u_c"),
-          ("no_activation", "Ours w/o AS"), ("hmdiff", "Ours"))
+          ("no_activation", "Ours w/o AS"), ("paper_literal", "Ours, DAT as Alg. 1 literally (x_t step, every level)"),
+          ("hmdiff", "Ours"))
 TABLE1 = (("regression_head", "HMR-style regression head (perception network)"), ("baseline_a", "Baseline A"),
           ("hmdiff", "Ours (HMDiff)"))
 #: Where ScoreHMR's row will come from once its stages exist (not read until then: see docs/hmdiff.md).

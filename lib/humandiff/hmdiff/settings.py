@@ -6,9 +6,9 @@ Layout (one section; each stage depends on the keys it reads, so tuning one run 
       seed, threads, hierarchy (coarse levels: ratios or counts), fit_poses
       architecture: {heads, ff_dim, ...}          # VertexDenoiserConfig fields (not the sized ones)
       train: {steps, batch_size, lr, ...}         # LoopConfig fields, plus images (0: the whole train set)
-      weights: {diffusion, vertex, joint, normal, edge, upsample}
+      weights: {diffusion, vertex, joint, normal, edge, alpha_bar, upsample}
       models: {<name>: {context, mode, stack}}    # one train_hmdiff stage each
-      eval: {images, batch_images, num_samples, threshold, gamma, figure_images}
+      eval: {images, batch_images, num_samples, threshold, gamma, figure_images, min_alpha_bar, dat_mode}
       runs: {<name>: {kind, model, ablation, steps, options}}   # one eval_hmdiff stage each
       report: {sheet_images, spread_images}
 
@@ -35,6 +35,8 @@ KINDS = ("diffusion", "regression", "head")
 class EvalSettings:
     """``images``: the first this many test images (0: all); ``batch_images`` images (x N chains) sampled
     at once; ``num_samples`` N, ``threshold`` r, ``gamma``: DAT's (paper: 25, 0.05, 0.2);
+    ``min_alpha_bar``, ``dat_mode``: DAT's noise floor and step space (:class:`HMDiffOptions`; the
+    paper's Algorithm 1 is 0.0 and "xt", the defaults 1e-2 and "x0": docs/hmdiff.md);
     ``figure_images``: test images whose meshes and samples are kept for the report's pictures."""
 
     images: int = 0
@@ -43,6 +45,8 @@ class EvalSettings:
     threshold: float = 0.05
     gamma: float = 0.2
     figure_images: int = 4
+    min_alpha_bar: float = 1e-2
+    dat_mode: str = "x0"
 
     def __post_init__(self) -> None:
         for name in ("images", "batch_images", "figure_images"):
@@ -58,7 +62,8 @@ class EvalSettings:
             raise ArtifactError(message) from None
 
     def options(self, **overrides: Any) -> HMDiffOptions:
-        return HMDiffOptions(num_samples=self.num_samples, threshold=self.threshold, gamma=self.gamma).with_overrides(overrides)
+        return HMDiffOptions(num_samples=self.num_samples, threshold=self.threshold, gamma=self.gamma,
+                             min_alpha_bar=self.min_alpha_bar, dat_mode=self.dat_mode).with_overrides(overrides)
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,9 @@ class RunSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def hmdiff_options(self, settings: EvalSettings, steps: int) -> HMDiffOptions:
-        return HMDiffOptions.for_ablation(self.ablation, num_samples=settings.num_samples, threshold=settings.threshold,
-                                          gamma=settings.gamma, ddim_steps=steps, **dict(self.options))
+        shared = {"num_samples": settings.num_samples, "threshold": settings.threshold, "gamma": settings.gamma,
+                  "min_alpha_bar": settings.min_alpha_bar, "dat_mode": settings.dat_mode, "ddim_steps": steps}
+        return HMDiffOptions.for_ablation(self.ablation, **{**shared, **dict(self.options)})  # the run's options win
 
 
 @dataclass(frozen=True)
