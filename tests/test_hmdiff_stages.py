@@ -68,6 +68,8 @@ def test_every_preset_parses_and_dvc_yaml_has_a_stage_per_model_and_run():
         assert set(p.runs) == set(stages["eval_hmdiff"]["foreach"]) | {"regression_head"}
         for name, item in stages["eval_hmdiff"]["foreach"].items():
             assert item["model"] == p.runs[name].model
+        report_deps = set(stages["report_hmdiff"]["deps"])
+        assert all(f"data/hmdiff/eval/{name}.{ext}" in report_deps for name in p.runs for ext in ("json", "npz"))
     default = read_params(REPO / "params.yaml")
     assert (default.eval.num_samples, default.eval.threshold, default.eval.gamma) == (25, 0.05, 0.2)
     assert default.runs["hmdiff"].steps == (40,) and default.runs["hmdiff"].ablation == "full"

@@ -146,6 +146,12 @@ def evaluate_run(name: str, spec: RunSpec, settings: EvalSettings, data: ImageSe
             outcomes.append((steps, predict_diffusion(model, spec, settings, steps, geometry, data, seed)))
             if progress is not None:
                 progress(1)
+    for steps, prediction in outcomes:
+        if spec.kind == "diffusion" and not bool(torch.isfinite(prediction.vertices).all()):
+            options = spec.hmdiff_options(settings, steps if steps is not None else 1)
+            raise ArtifactError(f"hmdiff run '{name}' (DDIM {steps}): the chains diverged to NaN or Inf (dat_mode "
+                                f"{options.dat_mode}, min_alpha_bar {options.min_alpha_bar}, gamma {options.gamma}; "
+                                "docs/hmdiff.md 'Options from the diagnosis')")
     scored = [(steps, prediction, score(prediction.vertices, data, joint_regressor)) for steps, prediction in outcomes]
     best = min(range(len(scored)), key=lambda i: (float(scored[i][2]["mpjpe_mm"].mean()), i))
     steps, prediction, errors = scored[best]
