@@ -26,7 +26,7 @@ args=(test.heatmaps,test.depth_maps,test.intrinsics,test.root_depth)
 U=input_distribution(*args,N,g,stride=test.stride)
 cp=U.repeat_interleave(N,0)
 kw={k:(v.repeat_interleave(N,0) if v is not None else None) for k,v in model.conditioning(test.tokens,*args[:2]).items()}
-opt=HMDiffOptions(gamma=gamma)
+opt=HMDiffOptions(gamma=gamma, dat_mode="xt", min_alpha_bar=0.0)  # the paper's x_t step (the diagnosis)
 levels=resolve_timesteps(sched,40,spacing="trailing").tolist()+[CLEAN]
 x=torch.randn((2*N,geo.coarse_vertices,3),generator=g)
 st=ActivationState.start(2*N,True)

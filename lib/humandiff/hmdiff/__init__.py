@@ -8,7 +8,8 @@ the Distribution Alignment Technique (DAT). The paper's package (issue 28).
   context of Table 4, and the mesh up-sampling (learned coarse -> middle, fixed middle -> full).
 - ``dat``: :class:`~humandiff.hmdiff.dat.HMDiffOptions` (the paper's N = 25, DDIM 40, r = 0.05,
   gamma = 0.2, and the Table 5 ablation switches), the input-specific distribution U drawn from the
-  xy and depth heatmaps, and Algorithm 1 over the shared diffusion core (``Guidance(mode="xt")``)
+  xy and depth heatmaps, and Algorithm 1 over the shared diffusion core (``Guidance`` mode
+  ``dat_mode``: "x0" by default, "xt" the paper's; DAT from ``min_alpha_bar``, 0 the paper's)
   with an explicit activation-strategy state and a per-step history of R_k and DAT on/off.
 - ``losses``: the diffusion loss plus the vertex, joint, surface-normal and edge losses on the
   clean estimate, weights as :class:`~humandiff.hmdiff.losses.LossWeights`.
