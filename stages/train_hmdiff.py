@@ -50,6 +50,7 @@ def main(params_file: str, name: str, images_dir: str, extract_dir: str, out_fil
     config = network_config(spec, p.architecture, geometry, data)
     torch.manual_seed(p.seed)
     model = HMDiffNet(config, geometry)
+    model.coordinates.fit(data.coarse)  # the diffusion's coordinates (a resumed run restores the same buffers)
     dataset = RowDataset(data)
     fingerprint = {"model": config.to_dict(), "weights": settings_dict(p.weights), "upsample": p.upsample_weight,
                    "hierarchy": list(geometry.hierarchy.sizes), "body": file_digest(body_path), "images": len(data),

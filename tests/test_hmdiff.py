@@ -34,7 +34,7 @@ from humandiff.hmdiff.dat import (
     dat_guidance,
 )
 from humandiff.hmdiff.losses import LossWeights, geometry_losses, training_loss
-from humandiff.hmdiff.model import MeshUpsampler, VertexDenoiser, VertexDenoiserConfig, forward_macs, pose_features
+from humandiff.hmdiff.model import MeshCoordinates, MeshUpsampler, VertexDenoiser, VertexDenoiserConfig, forward_macs, pose_features
 from humandiff.io.artifacts import ArtifactError
 
 #: The embedded model's hierarchy: 1229 -> 615 -> 154 (see the report of issue 28 for why).
@@ -432,3 +432,36 @@ def test_geometry_terms_are_weighted_by_alpha_bar_per_sample(hierarchy, posed):
     assert (geometry > 0).all()
     assert torch.allclose(weighted, diffusion + SCHEDULE.alphas_cumprod[steps].float() * geometry, rtol=1e-4)
     assert weighted[2] - diffusion[2] < 1e-3 * geometry[2]  # t = 199: alpha_bar 3e-5
+
+
+def test_mesh_coordinates_round_trip_and_keep_the_gap_in_step(toy):
+    _, regressor, target, poses = toy
+    generator = torch.Generator().manual_seed(3)
+    meshes = 0.5 + 0.2 * torch.randn(64, 12, 3, generator=generator)
+    coords = MeshCoordinates(12)
+    assert torch.equal(coords.encode(meshes), meshes)  # the identity until fitted
+    coords.fit(meshes)
+    encoded = coords.encode(meshes)
+    assert encoded.mean(0).abs().max() < 1e-5 and abs(float(encoded.std()) - 1.0) < 1e-5
+    assert torch.allclose(coords.decode(encoded), meshes, atol=1e-6)
+    joints = poses[0, :3]  # (3, J, 3) metres
+    gap_metres = torch.einsum("jv,bvc->bjc", regressor, meshes[:3]) - joints
+    gap_coords = torch.einsum("jv,bvc->bjc", regressor, encoded[:3]) - coords.encode_joints(joints, regressor)
+    assert torch.allclose(gap_metres, coords.scale * gap_coords, atol=1e-5)
+    with pytest.raises(ArtifactError, match="MeshCoordinates.fit"):
+        coords.fit(meshes[:, :5])
+
+
+def test_dat_in_diffusion_coordinates_returns_metres_and_still_aligns(toy):
+    _, regressor, target, poses = toy
+    mean = 0.5 * torch.randn(12, 3, generator=torch.Generator().manual_seed(0))  # the toy's data mean, as in `toy`
+    coords = MeshCoordinates(12)
+    coords.offset.copy_(mean)
+    coords.scale.fill_(0.3)
+    unit = gaussian_toy(torch.zeros(12, 3), 1.0)  # the same data N(mean, 0.3^2) seen in the coordinates
+    options = HMDiffOptions(num_samples=25)  # the default x0-space step: gamma acts on the decoded mesh as in metres
+    full = dat_reverse(unit, SCHEDULE, regressor, poses, options, generator=torch.Generator().manual_seed(1), coordinates=coords)
+    plain = dat_reverse(unit, SCHEDULE, regressor, poses, HMDiffOptions(dat=False), generator=torch.Generator().manual_seed(1),
+                        coordinates=coords)
+    assert (plain.center - mean).abs().mean() < 0.15  # decoded: the samples sit around the data mean in metres
+    assert joint_error(regressor, full.center, target) < 0.25 * joint_error(regressor, plain.center, target)

@@ -29,6 +29,11 @@ Conventions, written once:
   :class:`ActivationState`) is a value passed into each step and returned by
   :func:`update_activation`; the step's gate is computed by the same function from the same
   ``D_k`` (the guidance loss keeps its value but carries a gradient only where the gate is on).
+- Coordinates: the chains run in the denoiser's diffusion coordinates (``coordinates``, a
+  :class:`humandiff.hmdiff.model.MeshCoordinates`; None: metres). U is given in metres and encoded
+  alike (``encode_joints``), so ``D_k`` is Eq. 10 in those coordinates (``scale^2`` times the gap in
+  metres^2, the same ``R_k``) and gamma moves the mesh in metres as it would without them. The
+  samples are decoded to metres.
 - The prediction is the centre (mean) of the N clean samples, then up-sampled by a collaborator.
 
 Ablations (Table 5) as :class:`HMDiffOptions` switches: ``dat=False`` (no DAT), ``alignment="direct"``
@@ -300,6 +305,7 @@ def dat_reverse(
     model_kwargs: Mapping[str, Any] | None = None,
     pose_to_mesh: Tensor | None = None,
     upsample: Callable[[Tensor], Any] | None = None,
+    coordinates: Any = None,
 ) -> HMDiffResult:
     """Algorithm 1 for B images at once.
 
@@ -313,6 +319,7 @@ def dat_reverse(
         model_kwargs: per-image conditioning (batch-first tensors of B rows, repeated N times here).
         pose_to_mesh: (V, J) linear map for ``start="pose"`` (:func:`humandiff.body.hierarchy.fit_pose_to_mesh`).
         upsample: ``center (B, V, 3) -> mesh`` (e.g. :class:`humandiff.hmdiff.model.MeshUpsampler`).
+        coordinates: the denoiser's :class:`humandiff.hmdiff.model.MeshCoordinates` (None: metres).
     """
     started = time.perf_counter()
     if poses.dim() != 4 or poses.shape[-1] != 3 or poses.shape[2] != regressor.shape[0]:
@@ -323,7 +330,12 @@ def dat_reverse(
     vertices = regressor.shape[1]
     rows = batch * count
     dtype = poses.dtype if poses.is_floating_point() else torch.float32
-    chain_poses = poses.to(dtype).repeat_interleave(count, 0)  # (R, M, J, 3)
+    chain_poses = poses.to(dtype).repeat_interleave(count, 0)  # (R, M, J, 3), metres
+    encode = coordinates.encode if coordinates is not None else (lambda mesh: mesh)
+    decode = coordinates.decode if coordinates is not None else (lambda h: h)
+    meshes_from_poses = chain_poses  # kept in metres for the pose-to-mesh map of start="pose"
+    if coordinates is not None:
+        chain_poses = coordinates.encode_joints(chain_poses, regressor)
     kwargs = {name: _repeat(value, count) for name, value in (model_kwargs or {}).items()}
     levels = resolve_timesteps(schedule, options.ddim_steps, spacing=options.spacing).tolist() + [CLEAN]
 
@@ -332,8 +344,8 @@ def dat_reverse(
         if pose_to_mesh is None or tuple(pose_to_mesh.shape) != (vertices, poses.shape[2]):
             raise ArtifactError(f"dat_reverse: start 'pose' needs 'pose_to_mesh' of shape ({vertices}, {poses.shape[2]})")
         pick = torch.arange(rows, device=poses.device) % poses.shape[1]
-        meshes = torch.einsum("vj,rjc->rvc", pose_to_mesh.to(dtype), chain_poses[torch.arange(rows), pick])
-        x = q_sample(schedule, meshes, levels[0], noise)
+        meshes = torch.einsum("vj,rjc->rvc", pose_to_mesh.to(dtype), meshes_from_poses[torch.arange(rows), pick])
+        x = q_sample(schedule, encode(meshes), levels[0], noise)
     else:
         x = noise
 
@@ -361,7 +373,7 @@ def dat_reverse(
             x = out.x
         for name, value in (("gap", gap), ("ratio", ratio), ("dat", gate)):
             record[name].append(value.detach().cpu().numpy().reshape(batch, count))
-    samples = x.detach().reshape(batch, count, vertices, 3)
+    samples = decode(x.detach()).reshape(batch, count, vertices, 3)
     center = samples.mean(1)
     history = {name: np.stack(values) for name, values in record.items()}
     history["timestep"] = np.asarray(levels[:-1], dtype=np.int64)

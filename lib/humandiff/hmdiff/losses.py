@@ -124,20 +124,25 @@ def total(terms: dict[str, Tensor], weights: LossWeights) -> Tensor:
 def training_loss(model, mesh: Tensor, schedule: NoiseSchedule, generator: torch.Generator, faces: Tensor,
                   regressor: Tensor, weights: LossWeights = LossWeights(), *, model_kwargs: dict[str, Any] | None = None,
                   target_joints: Tensor | None = None, sampler: TimestepSampler = TimestepSampler(),
-                  prediction: str = "eps") -> tuple[Tensor, dict[str, Tensor]]:
+                  prediction: str = "eps", coordinates=None) -> tuple[Tensor, dict[str, Tensor]]:
     """One batch of HMDiff's objective: ``(total (B,), {term: (B,)})``.
 
-    ``mesh`` (B, V, 3) the true coarse meshes; draws ``k`` (``sampler``) and the noise from
-    ``generator``, runs ``model(h_k, k, **model_kwargs)``, turns its output into ``h0_hat`` and adds
-    the geometry terms on it, multiplied per sample by ``alpha_bar_k`` when ``weights.alpha_bar``
-    (the returned terms are unweighted).
+    ``mesh`` (B, V, 3) the true coarse meshes in metres; ``coordinates`` (a
+    :class:`humandiff.hmdiff.model.MeshCoordinates`, None: the identity) maps them to the diffusion's
+    ``h_0``. Draws ``k`` (``sampler``) and the noise from ``generator``, runs ``model(h_k, k,
+    **model_kwargs)``, turns its output into ``h0_hat`` and adds the geometry terms on it (decoded
+    to metres), multiplied per sample by ``alpha_bar_k`` when ``weights.alpha_bar`` (the returned
+    terms are unweighted).
     """
+    encode = coordinates.encode if coordinates is not None else (lambda m: m)
+    decode = coordinates.decode if coordinates is not None else (lambda h: h)
+    clean = encode(mesh)
     t = sampler(schedule, mesh.shape[0], generator, device=mesh.device)
     noise = torch.randn(mesh.shape, generator=generator, dtype=mesh.dtype).to(mesh.device)
-    noisy = q_sample(schedule, mesh, t, noise)
+    noisy = q_sample(schedule, clean, t, noise)
     output = model(noisy, t, **(model_kwargs or {}))
-    terms = {"diffusion": prediction_loss(schedule, output, mesh, noise, t, prediction)}
-    geometry = geometry_losses(x0_from_prediction(schedule, noisy, t, output, prediction), mesh, faces, regressor,
+    terms = {"diffusion": prediction_loss(schedule, output, clean, noise, t, prediction)}
+    geometry = geometry_losses(decode(x0_from_prediction(schedule, noisy, t, output, prediction)), mesh, faces, regressor,
                                target_joints)
     terms.update(geometry)
     level_weight = schedule.alphas_cumprod.to(mesh.device, mesh.dtype)[t] if weights.alpha_bar else 1.0

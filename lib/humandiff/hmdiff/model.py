@@ -4,6 +4,11 @@ Conventions, written once:
 
 - ``h`` (B, V, 3): the coarse mesh (the coarsest level of :class:`humandiff.body.hierarchy.MeshHierarchy`,
   431 vertices on SMPL) in the diffusion's coordinates; the model never reshapes it.
+- The diffusion's coordinates (:class:`MeshCoordinates`): ``h = (mesh - offset) / scale`` with
+  ``offset`` (V, 3) the training set's mean coarse mesh and ``scale`` the spread of its residuals
+  (metres; 0.17 m on the default preset). Without it unit noise is ~3x the body's own spread
+  at every level and the clean estimate is far worse at low noise (docs/hmdiff.md). Losses,
+  gaps and metrics are taken on decoded meshes (metres) or, for DAT, with the poses encoded alike.
 - Tokens: vertex ``v`` at step ``k`` is ``[E_ID(v) (64) || E_d(k) (61) || h[v] (3)]`` = 128 numbers.
   ``E_ID`` is a linear layer of the one-hot vertex ID (an embedding table), ``E_d`` the sinusoids of
   :func:`humandiff.prior.mdm.sinusoidal_embedding` (62 computed, the last dropped).
@@ -241,6 +246,42 @@ def forward_macs(config: VertexDenoiserConfig, context_tokens: int) -> int:
     cross_attention = v * d * 2 * d + t * d * 2 * d + 2 * v * t * d
     feed_forward = 2 * (2 * v * d * f)
     return config.stack * (self_attention + cross_attention + feed_forward + v * d * 3)
+
+
+class MeshCoordinates(nn.Module):
+    """The diffusion's coordinates of the coarse mesh: ``encode(mesh) = (mesh - offset) / scale``.
+
+    ``offset`` (V, 3) and ``scale`` () are buffers (saved with the model), the identity until
+    :meth:`fit` sets them from training meshes (B, V, 3) in metres.
+    """
+
+    def __init__(self, num_vertices: int) -> None:
+        super().__init__()
+        self.register_buffer("offset", torch.zeros(num_vertices, 3))
+        self.register_buffer("scale", torch.ones(()))
+
+    @torch.no_grad()
+    def fit(self, meshes: Tensor) -> "MeshCoordinates":
+        if meshes.dim() != 3 or meshes.shape[1:] != self.offset.shape or len(meshes) < 2:
+            raise ArtifactError(f"MeshCoordinates.fit: meshes {tuple(meshes.shape)}, expected (B >= 2, {self.offset.shape[0]}, 3)")
+        offset = meshes.double().mean(0)
+        self.offset.copy_(offset)
+        self.scale.copy_((meshes.double() - offset).std().clamp_min(1e-6))
+        return self
+
+    def encode(self, mesh: Tensor) -> Tensor:
+        """Metres (..., V, 3) -> diffusion coordinates."""
+        return (mesh - self.offset.to(mesh)) / self.scale.to(mesh)
+
+    def decode(self, h: Tensor) -> Tensor:
+        """Diffusion coordinates (..., V, 3) -> metres."""
+        return h * self.scale.to(h) + self.offset.to(h)
+
+    def encode_joints(self, joints: Tensor, regressor: Tensor) -> Tensor:
+        """Joints (..., J, 3) in metres -> the frame of ``f(h)``: ``(joints - f(offset)) / scale``, so that
+        ``f(decode(h)) - joints = scale * (f(h) - encode_joints(joints))`` for the linear ``f`` (J, V)."""
+        origin = regressor.to(self.offset) @ self.offset
+        return (joints - origin.to(joints)) / self.scale.to(joints)
 
 
 class MeshUpsampler(nn.Module):

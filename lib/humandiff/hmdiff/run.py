@@ -94,7 +94,8 @@ def predict_diffusion(model: HMDiffNet, spec: RunSpec, settings: EvalSettings, s
         with torch.no_grad():
             result = dat_reverse(model, schedule, geometry.regressor, poses, options, generator=generator,
                                  model_kwargs=model.conditioning(data.tokens[rows], *args[:2]),
-                                 pose_to_mesh=geometry.pose_to_mesh, upsample=lambda centre: model.upsampler(centre)[1])
+                                 pose_to_mesh=geometry.pose_to_mesh, upsample=lambda centre: model.upsampler(centre)[1],
+                                 coordinates=model.coordinates)
         meshes.append(result.mesh)
         samples.append(result.samples)
         history.append(result.history)
@@ -110,8 +111,7 @@ def predict_regression(model: HMDiffNet, settings: EvalSettings, data: ImageSet)
     started = time.perf_counter()
     with torch.no_grad():
         for rows in _batches(len(data), settings.batch_images):
-            kwargs = model.conditioning(data.tokens[rows], data.heatmaps[rows], data.depth_maps[rows])
-            meshes.append(model.upsampler(model.denoiser.regress(**kwargs))[1])
+            meshes.append(model.upsampler(model.regress(data.tokens[rows], data.heatmaps[rows], data.depth_maps[rows]))[1])
     return Prediction(torch.cat(meshes), seconds=time.perf_counter() - started)
 
 

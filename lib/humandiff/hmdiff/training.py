@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from humandiff.hmdiff.data import Geometry, ImageSet
 from humandiff.hmdiff.losses import TERMS, LossWeights, geometry_losses, total, training_loss
-from humandiff.hmdiff.model import MeshUpsampler, VertexDenoiser, VertexDenoiserConfig, pose_features
+from humandiff.hmdiff.model import MeshCoordinates, MeshUpsampler, VertexDenoiser, VertexDenoiserConfig, pose_features
 from humandiff.io.artifacts import ArtifactError, read_checkpoint, restore_state, save_checkpoint
 
 #: Columns of the loss curve (a DVC plot).
@@ -49,13 +49,19 @@ class ModelSpec:
 
 
 class HMDiffNet(nn.Module):
-    """The vertex network ``denoiser`` and the learned up-sampling ``upsampler`` (see the module doc)."""
+    """The vertex network ``denoiser`` (in the diffusion's ``coordinates``, fitted on the training
+    meshes before training) and the learned up-sampling ``upsampler`` (metres; see the module doc)."""
 
     def __init__(self, config: VertexDenoiserConfig, geometry: Geometry) -> None:
         super().__init__()
         self.config = config
         self.denoiser = VertexDenoiser(config)
         self.upsampler = MeshUpsampler(geometry.hierarchy)
+        self.coordinates = MeshCoordinates(config.num_vertices)
+
+    def regress(self, tokens: Tensor, heatmaps: Tensor, depth_maps: Tensor) -> Tensor:
+        """Baselines A / B: the coarse mesh (B, V_c, 3) in metres from one pass."""
+        return self.coordinates.decode(self.denoiser.regress(**self.conditioning(tokens, heatmaps, depth_maps)))
 
     def conditioning(self, tokens: Tensor, heatmaps: Tensor, depth_maps: Tensor) -> dict[str, Tensor | None]:
         """The denoiser's keyword inputs for B images (tokens (B, T, D), maps (B, J, h, w))."""
@@ -101,9 +107,10 @@ def hmdiff_loss_fn(geometry: Geometry, weights: LossWeights, upsample_weight: fl
         kwargs = net.conditioning(batch["tokens"], batch["heatmaps"], batch["depth_maps"])
         if net.config.mode == "diffusion":
             per_sample, terms = training_loss(model, batch["coarse"], net.config.noise_schedule(), generator, geometry.faces,
-                                              geometry.regressor, weights, model_kwargs=kwargs)
+                                              geometry.regressor, weights, model_kwargs=kwargs, coordinates=net.coordinates)
         else:
-            terms = geometry_losses(net.denoiser.regress(**kwargs), batch["coarse"], geometry.faces, geometry.regressor)
+            terms = geometry_losses(net.regress(batch["tokens"], batch["heatmaps"], batch["depth_maps"]), batch["coarse"],
+                                    geometry.faces, geometry.regressor)
             per_sample = total(terms, weights)
         terms["upsample"] = (net.upsampler(batch["coarse"])[1] - batch["vertices"]).abs().mean((1, 2))
         loss = per_sample.mean() + upsample_weight * terms["upsample"].mean()
