@@ -85,3 +85,38 @@ def test_write_mode_restores_a_drifted_dvc_yaml(tmp_path: Path):
 def test_every_stage_script_is_in_its_own_closure():
     for script in sorted((REPO / "stages").glob("*.py")):
         assert script.resolve() in import_closure(script)
+
+
+def _resolved_stages() -> dict:
+    """Every stage of dvc.yaml with foreach/matrix expanded: name -> (deps, metrics, params)."""
+    from dvc.repo import Repo
+
+    with Repo(str(REPO)) as repo:
+        stages = {}
+        for stage in repo.index.stages:
+            deps = [d.def_path for d in stage.deps if not hasattr(d, "params")]
+            params = [key for d in stage.deps if hasattr(d, "params") for key in d.params]
+            metrics = [o.def_path for o in stage.outs if o.metric or o.plot]
+            stages[stage.addressing] = (deps, metrics, params)
+    return stages
+
+
+def test_no_stage_depends_on_a_file_that_holds_wall_clock_figures():
+    # Timings (metrics and plots) change on every run; a stage reading one would rerun, and all
+    # that follows, after a byte-identical upstream rerun.
+    stages = _resolved_stages()
+    metrics = {path for _, paths, _ in stages.values() for path in paths}
+    assert any("dno_time" in path for path in metrics)
+    for name, (deps, _, _) in stages.items():
+        for dep in deps:
+            inside = [m for m in metrics if m == dep or m.startswith(dep.rstrip("/") + "/")]
+            assert not inside, f"{name} depends on {dep}, which holds metrics {inside}"
+
+
+def test_each_guided_run_depends_on_the_scales_its_tasks_read_only():
+    params = {name: keys for name, (_, _, keys) in _resolved_stages().items()}
+    assert "dno.guided.scale_edit" in params["dno_guided@edit-guided"]
+    assert "dno.guided.scale_refine" not in params["dno_guided@edit-guided"]
+    assert "dno.guided.scale_edit" not in params["dno_guided@refine-guided"]
+    assert {"dno.guided.scale_edit", "dno.guided.scale_refine"} <= set(params["dno_guided@control-guided"])
+    assert "dno.guided" not in params["dno_guided@control-guided"]
