@@ -48,6 +48,7 @@ def main(params_file: str, feature: str, target: str, extract_dir: str, images_d
     run = run_settings(stage_params(params_file, "scorehmr", SECTION_KEYS, complete=True), "fit", "scorehmr", "", params_file)
     body_path = stage_params(params_file, "body", {"model_path": str})["model_path"]
     torch.set_num_threads(p["threads"])
+    body_model = load_body_model(body_path)
     train = load_set(extract_dir, images_dir, "train")
     test = load_set(extract_dir, images_dir, "test", run.max_units)
     fingerprint = {"extraction": file_digest(Path(extract_dir) / "train.npz"),
@@ -55,7 +56,6 @@ def main(params_file: str, feature: str, target: str, extract_dir: str, images_d
     result = fit_denoiser(training_pairs(train, settings, pseudo_file), settings, loop,
                           checkpoint_file=Path(checkpoint_dir) / f"{feature}-{target}.pt", fingerprint=fingerprint,
                           desc=f"{SECTION}@{feature}-{target}", device="cpu")
-    body_model = load_body_model(body_path)
     output = run_method(run, test, body_model, denoiser=result.ema.cpu().eval(), feature=feature, progress=True)
     record = run_record(run, test, body_model, output)[1]
     save_json(Path(out_dir) / f"{feature}-{target}.json",

@@ -47,6 +47,9 @@ SETTING_SETS = {"fit": "test", "multiview": "multiview", "video": "video"}
 FEATURE_SOURCES = ("pooled", "regression")
 #: Ground-truth fields read from the shards.
 TRUTH_FIELDS = ("global_orient_cam", "body_pose", "betas", "joints_cam", "joints_2d", "visible", "in_image", "bbox")
+#: Extraction fields the methods read and their shapes (-1: any size; the first is the image count).
+EXTRACTION_SHAPES = {"intrinsics": (-1, 4), "keypoints": (-1, 24, 2), "confidence": (-1, 24), "feature": (-1, -1),
+                     "pose_6d": (-1, 24, 6), "betas": (-1, -1), "cam": (-1, 3), "transl": (-1, 3)}
 #: The per-setting metric names (mm); video adds ``accel_error``.
 METRIC_NAMES = ("pa_mpjpe_lsp14_mm", "pa_mpjpe_mm", "mpjpe_mm")
 
@@ -90,6 +93,11 @@ def load_set(extract_dir: str | Path, images_dir: str | Path, set_name: str, max
     if list(rows["image_id"]) != [str(i) for i in extraction["image_id"]]:
         raise ArtifactError(f"{path}: its image ids differ from the set '{set_name}' in {Path(images_dir) / 'index.parquet'} "
                             "(rerun the extract stage)")
+    count = len(extraction["image_id"])
+    for name, shape in EXTRACTION_SHAPES.items():
+        got = extraction[name].shape
+        if len(got) != len(shape) or any(want not in (-1, have) for want, have in zip((count, *shape[1:]), got)):
+            raise ArtifactError(f"{path}: field '{name}' has shape {got}, expected {(count, *shape[1:])} (-1: any)")
     keypoints, confidence = extraction["keypoints"], extraction["confidence"]
     if not np.isfinite(keypoints).all():
         raise ArtifactError(f"{path}: field 'keypoints' holds NaN or infinite values")

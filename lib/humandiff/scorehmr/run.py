@@ -82,11 +82,12 @@ def run_settings(params: Mapping[str, Any], setting: str, method: str, variant: 
         option_block(SMPLifyOptions, setting, options, f"{where}: parameter 'scorehmr.smplify.{setting}'")
     else:
         options = dict(_block(params, setting, f"{where}: parameter 'scorehmr.{setting}'"))
+        option_block(ScoreHMROptions, setting, options, f"{where}: parameter 'scorehmr.{setting}'")
         if variant:
             if setting != "fit":
                 raise ArtifactError(f"{where}: sweep variants run on the fit setting, not {setting!r}")
             options |= _block(params["sweep"], variant, f"{where}: parameter 'scorehmr.sweep.{variant}'")
-        option_block(ScoreHMROptions, setting, options, f"{where}: parameter 'scorehmr.{setting}'")
+            option_block(ScoreHMROptions, setting, options, f"{where}: parameter 'scorehmr.sweep.{variant}'")
     return RunSettings(setting, method, max_units, tuple(losses), options, variant)
 
 
