@@ -24,6 +24,7 @@ from humandiff.motion.video import write_image
 from humandiff.scorehmr.figures import camera_vertices, overlay_sheet, video_strip
 from humandiff.scorehmr.report import load_records, metrics_json, report_markdown
 from humandiff.scorehmr.run import load_run
+from humandiff.scorehmr.training import load_denoiser
 
 SECTION = "report_scorehmr"
 
@@ -40,18 +41,19 @@ def _meshes(body_model, data_dir: Path, setting: str, rows: np.ndarray) -> dict[
 @click.option("--report", "report_file", default="reports/scorehmr.md", show_default=True, type=click.Path())
 @click.option("--report-dir", default="reports/scorehmr", show_default=True, type=click.Path())
 @click.option("--metrics", "metrics_file", default="reports/metrics/scorehmr.json", show_default=True, type=click.Path())
-@click.option("--training-metrics", default="reports/metrics/train_scorehmr.json", show_default=True, type=click.Path())
+@click.option("--model", "model_file", default="data/scorehmr/model.pt", show_default=True, type=click.Path())
 @click.option("--targets-metrics", default="reports/metrics/scorehmr_targets.json", show_default=True, type=click.Path())
 @run_stage
 def main(params_file: str, data_dir: str, images_dir: str, report_file: str, report_dir: str, metrics_file: str,
-         training_metrics: str, targets_metrics: str) -> None:
+         model_file: str, targets_metrics: str) -> None:
     p = stage_params(params_file, SECTION, {"overlay_images": int, "strip_frames": int}, complete=True)
     positive(params_file, SECTION, p, "overlay_images", "strip_frames")
     body_path = stage_params(params_file, "body", {"model_path": str})["model_path"]
     records = load_records(data_dir)
     metrics = metrics_json(records)
-    extra = {name: json.loads(Path(path).read_text()) if Path(path).is_file() else {}
-             for name, path in (("train", training_metrics), ("targets", targets_metrics))}
+    denoiser, training = load_denoiser(model_file)
+    training |= {"parameters": sum(q.numel() for q in denoiser.parameters()), "feature_dim": denoiser.config.feature_dim}
+    targets = json.loads(Path(targets_metrics).read_text()) if Path(targets_metrics).is_file() else {}
 
     body_model, index, root = load_body_model(body_path), load_index(images_dir), Path(data_dir)
     faces = np.asarray(body_model.faces, dtype=np.int64)
@@ -71,7 +73,7 @@ def main(params_file: str, data_dir: str, images_dir: str, report_file: str, rep
 
     save_json(metrics_file, metrics)
     with atomic_path(report_file, suffix=".md") as handle:
-        handle.write_text(report_markdown(metrics, records, extra["train"], extra["targets"], figures))
+        handle.write_text(report_markdown(metrics, records, training, targets, figures))
 
 
 if __name__ == "__main__":

@@ -34,9 +34,10 @@ SECTION = "scorehmr"
 @click.option("--model", "model_file", default="data/scorehmr/model.pt", show_default=True, type=click.Path())
 @click.option("--prior", "prior_file", default="data/scorehmr/targets/gmm.npz", show_default=True, type=click.Path())
 @click.option("--out-dir", default="data/scorehmr", show_default=True, type=click.Path())
+@click.option("--timing-dir", default="reports/metrics/scorehmr_time", show_default=True, type=click.Path())
 @run_stage
 def main(params_file: str, setting: str, method: str, variant: str, extract_dir: str, images_dir: str, model_file: str,
-         prior_file: str, out_dir: str) -> None:
+         prior_file: str, out_dir: str, timing_dir: str) -> None:
     p = stage_params(params_file, SECTION, SECTION_KEYS, complete=True)
     positive(params_file, SECTION, p, "threads")
     settings = run_settings(p, setting, method, variant, params_file)
@@ -53,12 +54,12 @@ def main(params_file: str, setting: str, method: str, variant: str, extract_dir:
 
     output = run_method(settings, data, body_model, denoiser=denoiser, feature=extra.get("feature", "pooled"),
                         prior=prior, progress=True)
-    arrays, record = run_record(settings, data, body_model, output)
+    arrays, record, timing = run_record(settings, data, body_model, output)
     path = f"{out_dir}/{setting}/{settings.run_name}"
     check_finite(f"{path}.npz", arrays)
     save_npz(f"{path}.npz", arrays)
-    save_json(f"{path}.json", record | {"threads": p["threads"], "model": {k: extra[k] for k in ("feature", "target")
-                                                                           if k in extra}})
+    save_json(f"{path}.json", record | {"model": {k: extra[k] for k in ("feature", "target") if k in extra}})
+    save_json(f"{timing_dir}/{setting}_{settings.run_name}.json", timing | {"threads": p["threads"]})
 
 
 if __name__ == "__main__":

@@ -36,9 +36,10 @@ DEFAULTS = ("feature", "target", "min_lr_ratio", "ema_warmup", "log_every", "bf1
 @click.option("--targets", "pseudo_file", default="data/scorehmr/targets/pseudo_gt.npz", show_default=True, type=click.Path())
 @click.option("--checkpoint-dir", default="data/scorehmr_ablation_checkpoint", show_default=True, type=click.Path())
 @click.option("--out-dir", default="data/scorehmr/ablation", show_default=True, type=click.Path())
+@click.option("--timing-dir", default="reports/metrics/scorehmr_time", show_default=True, type=click.Path())
 @run_stage
 def main(params_file: str, feature: str, target: str, extract_dir: str, images_dir: str, pseudo_file: str,
-         checkpoint_dir: str, out_dir: str) -> None:
+         checkpoint_dir: str, out_dir: str, timing_dir: str) -> None:
     (loop, settings), p = section_config(params_file, SECTION, (LoopConfig, DenoiserSettings), {"threads": int},
                                          defaults=DEFAULTS)
     positive(params_file, SECTION, p, "threads")
@@ -57,10 +58,12 @@ def main(params_file: str, feature: str, target: str, extract_dir: str, images_d
                           checkpoint_file=Path(checkpoint_dir) / f"{feature}-{target}.pt", fingerprint=fingerprint,
                           desc=f"{SECTION}@{feature}-{target}", device="cpu")
     output = run_method(run, test, body_model, denoiser=result.ema.cpu().eval(), feature=feature, progress=True)
-    record = run_record(run, test, body_model, output)[1]
+    record, timing = run_record(run, test, body_model, output)[1:]
     save_json(Path(out_dir) / f"{feature}-{target}.json",
-              record | {"feature": feature, "target": target, "train_seconds": round(result.total_seconds, 1),
-                        "steps": result.step, "final_loss": round(result.history[-1]["loss"], 4)})
+              record | {"feature": feature, "target": target, "steps": result.step,
+                        "final_loss": round(result.history[-1]["loss"], 4)})
+    save_json(Path(timing_dir) / f"ablation_{feature}-{target}.json",
+              timing | {"train_seconds": round(result.total_seconds, 1)})
 
 
 if __name__ == "__main__":

@@ -32,8 +32,9 @@ SECTION = "scorehmr_targets"
 @click.option("--out-dir", default="data/scorehmr/targets", show_default=True, type=click.Path())
 @click.option("--metrics", "metrics_file", default="reports/metrics/scorehmr_targets.json", show_default=True,
               type=click.Path())
+@click.option("--timing-dir", default="reports/metrics/scorehmr_time", show_default=True, type=click.Path())
 @run_stage
-def main(params_file: str, extract_dir: str, images_dir: str, out_dir: str, metrics_file: str) -> None:
+def main(params_file: str, extract_dir: str, images_dir: str, out_dir: str, metrics_file: str, timing_dir: str) -> None:
     p = stage_params(params_file, SECTION, {"seed": int, "threads": int, "gmm_components": int, "smplify": dict}, complete=True)
     positive(params_file, SECTION, p, "threads", "gmm_components")
     options = option_block(SMPLifyOptions, "fit", p["smplify"], f"{params_file}: parameter '{SECTION}.smplify'")
@@ -47,13 +48,14 @@ def main(params_file: str, extract_dir: str, images_dir: str, out_dir: str, metr
     pose = pseudo_ground_truth(body_model, prior, train, options)
     seconds = time.perf_counter() - began
     start = regression_start(train)
-    metrics = {"images": len(train), "seconds": round(seconds, 1), "smplify": options.to_dict(),
+    metrics = {"images": len(train), "smplify": options.to_dict(),
                "pseudo_gt": joint_metrics(body_joints_np(body_model, pose, start["betas"]), train),
                "regression": joint_metrics(body_joints_np(body_model, start["pose"], start["betas"]), train)}
     save_npz(f"{out_dir}/gmm.npz", prior.to_arrays())
     save_npz(f"{out_dir}/pseudo_gt.npz", {"image_id": np.asarray(train.extraction["image_id"], dtype=str),
                                           "pose": pose.numpy().astype(np.float32)})
     save_json(metrics_file, metrics)
+    save_json(f"{timing_dir}/targets.json", {"seconds": round(seconds, 1), "images": len(train)})
 
 
 if __name__ == "__main__":

@@ -129,7 +129,8 @@ def test_every_method_runs_on_a_setting_and_keeps_the_shapes(body_model, setting
     for method in METHODS:
         settings = run_settings(PARAMS, setting, method)
         output = run_method(settings, data, body_model, denoiser=denoiser, prior=prior)
-        arrays, record = run_record(settings, data, body_model, output)
+        arrays, record, timing = run_record(settings, data, body_model, output)
+        assert timing["images"] == len(data) and "seconds" not in record
         assert arrays["pose"].shape == (len(data), 144) and arrays["camera"].shape == (len(data), 3)
         assert np.isfinite(arrays["pose"]).all()
         assert {"pa_mpjpe_lsp14_mm", "pa_mpjpe_mm", "mpjpe_mm"} <= set(record["metrics"])

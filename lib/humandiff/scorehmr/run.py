@@ -171,8 +171,10 @@ def run_method(settings: RunSettings, data: SetData, body_model, *, denoiser: Po
                      history, extra)
 
 
-def run_record(settings: RunSettings, data: SetData, body_model, output: RunOutput) -> tuple[dict[str, np.ndarray], dict]:
-    """The run's arrays (for ``<run>.npz``) and its JSON record with metrics (:func:`joint_metrics`)."""
+def run_record(settings: RunSettings, data: SetData, body_model, output: RunOutput
+               ) -> tuple[dict[str, np.ndarray], dict, dict]:
+    """The run's arrays (for ``<run>.npz``), its JSON record with metrics (:func:`joint_metrics`) and its
+    timing (wall-clock figures, written apart: no stage depends on a timing)."""
     joints = body_joints_np(body_model, output.pose, output.betas)
     fps = float(data.rows["fps"].iloc[0]) if settings.setting == "video" else None
     metrics = joint_metrics(joints, data, fps)
@@ -180,9 +182,10 @@ def run_record(settings: RunSettings, data: SetData, body_model, output: RunOutp
               "pose": output.pose.detach().float().numpy(), "betas": output.betas.detach().float().numpy(),
               "camera": output.camera.detach().float().numpy(), "groups": data.groups, **output.history}
     record = {"setting": settings.setting, "method": settings.method, "variant": settings.variant, "set": data.name,
-              "metrics": metrics, "seconds": round(output.seconds, 2),
-              "frames_per_s": round(len(data) / output.seconds, 1) if output.seconds > 0 else None, **output.extra}
-    return arrays, record
+              "metrics": metrics, **output.extra}
+    timing = {"seconds": round(output.seconds, 2), "images": len(data),
+              "frames_per_s": round(len(data) / output.seconds, 1) if output.seconds > 0 else None}
+    return arrays, record, timing
 
 
 def load_run(path: str | Path) -> dict[str, np.ndarray]:
