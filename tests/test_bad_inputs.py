@@ -39,7 +39,7 @@ pytestmark = pytest.mark.slow
 
 #: Flags whose value a stage writes; every other path argument is an input.
 OUTPUT_FLAGS = {"--out", "--out-dir", "--report", "--report-dir", "--metrics", "--plot", "--plots-dir", "--figure",
-                "--checkpoint"}
+                "--checkpoint", "--checkpoint-dir"}
 
 
 def _stages() -> list[str]:
@@ -383,6 +383,7 @@ def _md5(path: Path) -> str:
     ("train_mdm", "data/mdm/model.pt", "data/mdm_checkpoint/train_checkpoint.pt", "after"),
     ("train_mdm", "data/mdm/model.pt", "data/mdm_checkpoint/train_checkpoint.pt", "during"),
     ("train_perception", "data/models/perception.pt", "data/perception_checkpoint/train_checkpoint.pt", "after"),
+    ("train_scorehmr", "data/scorehmr/model.pt", "data/scorehmr_checkpoint/train_checkpoint.pt", "after"),
 ])
 def test_kill_9_during_training_then_dvc_repro_resumes_to_the_same_model(smoke, lock, tmp_path, stage, model, checkpoint,
                                                                           when):
@@ -413,3 +414,72 @@ def test_kill_9_during_training_then_dvc_repro_resumes_to_the_same_model(smoke, 
     metrics = json.loads((work / words[words.index("--metrics") + 1]).read_text())
     assert metrics["resumed_from"] == step  # resumed, not started over
     assert _md5(work / model) == expected
+
+
+# ------------------------------------------------------------------ ScoreHMR's faults (issue 26)
+
+
+def _edit_npz(path: Path, change) -> None:
+    """Replace the symbolic link ``path`` (an .npz) with a copy whose arrays ``change(arrays)`` edited."""
+    def write(original: Path, target: Path) -> None:
+        with np.load(original, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        change(arrays)
+        with open(target, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    _replace(path, write)
+
+
+@pytest.mark.parametrize("stage", ["scorehmr@fit", "scorehmr_smplify@fit", "scorehmr_regression@fit"])
+@pytest.mark.parametrize("fault, names", [("nan_keypoints", ["keypoints", "NaN"]), ("confidence_above_one", ["confidence", "[0, 1]"]),
+                                          ("confidence_below_zero", ["confidence", "[0, 1]"])])
+def test_scorehmr_refuses_bad_keypoints(smoke, lock, tmp_path, stage, fault, names):
+    module, args, inputs, outputs = _stage(smoke, lock, tmp_path, stage)
+
+    def change(arrays: dict) -> None:
+        if fault == "nan_keypoints":
+            arrays["keypoints"][0, 3, 0] = np.nan
+        else:
+            arrays["confidence"][0, 5] = 1.5 if fault == "confidence_above_one" else -0.2
+
+    _edit_npz(inputs / "data/extract/test.npz", change)
+    _fails(module, args, outputs, "test.npz", *names)
+
+
+@pytest.mark.parametrize("stage", ["scorehmr@multiview", "scorehmr_smplify@multiview"])
+def test_scorehmr_multiview_refuses_a_view_count_of_one(smoke, lock, tmp_path, stage):
+    module, args, inputs, outputs = _stage(smoke, lock, tmp_path, stage)
+
+    def single_views(original: Path, path: Path) -> None:
+        index = pd.read_parquet(original)
+        views = index["set"] == "multiview"
+        index.loc[views, "sequence"] = np.arange(int(views.sum()))  # every view its own person
+        index.to_parquet(path, index=False)
+
+    _replace(inputs / "data/images/index.parquet", single_views)
+    _fails(module, args, outputs, "multiview.npz", "view count of 1")
+
+
+def test_scorehmr_refuses_an_unknown_setting(smoke, lock, tmp_path):
+    module, args, _, outputs = _stage(smoke, lock, tmp_path, "scorehmr@fit")
+    args[args.index("--setting") + 1] = "panorama"
+    _fails(module, args, outputs, "params.yaml", "unknown setting 'panorama'")
+
+
+@pytest.mark.parametrize("setting, losses", [("fit", ["repr", "chamfer"]), ("video", []), ("fit", ["temp"])])
+def test_scorehmr_refuses_an_unknown_or_unusable_loss(smoke, lock, tmp_path, setting, losses):
+    module, args, _, outputs = _stage(smoke, lock, tmp_path, f"scorehmr@{setting}", **{f"scorehmr.losses.{setting}": losses})
+    _fails(module, args, outputs, "params.yaml", f"'scorehmr.losses.{setting}'")
+
+
+@pytest.mark.parametrize("stage, key, value, name", [
+    ("scorehmr@fit", "scorehmr.fit", {"tau": -5}, "'scorehmr.fit'"),
+    ("scorehmr@fit", "scorehmr.fit", {"no_such_option": 1}, "no_such_option"),
+    ("scorehmr_smplify@video", "scorehmr.smplify.video", {"steps": 0}, "'scorehmr.smplify.video'"),
+    ("scorehmr_sweep@step_10", "scorehmr.sweep.step_10", {"ddim_step": 1000}, "'scorehmr.sweep.step_10'"),
+    ("scorehmr_ablation@pooled-gt", "scorehmr_ablation.target", "gt", "'scorehmr_ablation.feature'"),
+])
+def test_scorehmr_option_errors_name_the_parameter(smoke, lock, tmp_path, stage, key, value, name):
+    module, args, _, outputs = _stage(smoke, lock, tmp_path, stage, **{key: value})
+    _fails(module, args, outputs, "params.yaml", name)

@@ -109,6 +109,19 @@ def test_smoke_pipeline_writes_every_papers_metrics(smoke_repo: Path):
     assert {f"dno_{variant}" for variant in smoke["dno"]["ablations"]} | {"input", "dno"} <= set(dno["ablate"])
     assert (smoke_repo / "reports/dno.md").is_file()
 
+    scorehmr = json.loads((smoke_repo / "reports/metrics/scorehmr.json").read_text())
+    names = {"pa_mpjpe_lsp14_mm", "pa_mpjpe_mm", "mpjpe_mm"}
+    for method in ("regression", "smplify", "scorehmr"):
+        assert names <= set(scorehmr["fit"]["regression"][method])
+        assert names <= set(scorehmr["multiview"][method])
+        assert names | {"accel_error"} <= set(scorehmr["video"][method])
+        assert all(np.isfinite(v) and v > 0 for v in scorehmr["video"][method].values())
+    assert set(scorehmr["ablation"]) == {f"{f}-{t}" for f in ("pooled", "regression") for t in ("gt", "pseudo")}
+    assert set(scorehmr["sweep"]) == set(smoke["scorehmr"]["sweep"])
+    assert all(isinstance(v, bool) for k, v in scorehmr["findings"].items() if k != "text")
+    assert "## Protocol" in (smoke_repo / "reports/scorehmr.md").read_text()
+    assert {p.name for p in (smoke_repo / "reports/scorehmr").glob("*.png")} == {"fit.png", "video.png"}
+
 
 @pytest.mark.slow
 def test_smoke_pipeline_records_every_stages_wall_time(smoke_repo: Path):
@@ -145,3 +158,9 @@ def test_unchanged_tree_does_nothing_and_a_param_reruns_only_its_stages(smoke_re
     status = _run([str(BIN / "dvc"), "status", "--json"], smoke_repo)
     edit = {"dno@edit-dno", "dno@control-dno"}
     assert set(json.loads(status.stdout)) == {"encode_text", "dno_ablation@ddim_5"} | guided | edit, status.stdout
+    # a ScoreHMR baseline's options rerun that baseline only; the method's fit options its runs, sweeps and Table 1
+    params["scorehmr"]["smplify"]["video"] = {"steps": 3}
+    (smoke_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = _run([str(BIN / "dvc"), "status", "--json"], smoke_repo)
+    before = {"encode_text", "dno_ablation@ddim_5"} | guided | edit
+    assert set(json.loads(status.stdout)) == before | {"scorehmr_smplify@video"}, status.stdout
