@@ -58,12 +58,7 @@ ACTIONS = [EditAction("jumping", "a person jumps up and down twice.", "jump"),
            EditAction("crawling", "a person crawls forward on hands and knees.", "crawl", 1.0)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def standing_joints(frames: int, rng: np.random.Generator, speed: float | None = None) -> np.ndarray:

@@ -47,13 +47,7 @@ from script_loader import stage_command
 SMALL = EvaluatorConfig(conv_channels=16, motion_hidden=16, text_hidden=16, embed_dim=8, dropout=0.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads; a shared machine loses a lot to them."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 WORDS = ["walks", "runs", "jumps", "waves", "left", "right", "forward", "back", "a", "person"]
