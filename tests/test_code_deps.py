@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -89,6 +90,7 @@ def test_every_stage_script_is_in_its_own_closure():
         assert script.resolve() in import_closure(script)
 
 
+@functools.lru_cache(maxsize=1)  # opening DVC's index takes seconds; the tests only read it
 def _resolved_stages() -> dict:
     """Every stage of dvc.yaml with foreach/matrix expanded: name -> (deps, metrics, params)."""
     from dvc.repo import Repo
