@@ -254,7 +254,9 @@ def _stage(smoke: Path, lock: dict, tmp_path: Path, stage: str, **params):
     return load_script("stages", script), args, inputs, outputs
 
 
-def _fails(module, args, outputs: Path, *names: str) -> str:
+def assert_refused(module, args, outputs: Path, *names: str) -> str:
+    """Assert that the stage exits non-zero with one line naming every one of ``names``, without a
+    traceback, and leaves nothing in ``outputs``; returns the line."""
     result = CliRunner().invoke(module.main, args, catch_exceptions=False, env={"HUMANDIFF_DEBUG": ""})
     line = _check_error(result, list(names))
     assert all(name in line for name in names), line
@@ -280,14 +282,14 @@ def test_prior_with_nan_weights_is_refused_before_sampling(smoke, lock, tmp_path
         torch.save(state, path)
 
     _replace(inputs / "data/mdm/model.pt", poison)
-    _fails(module, args, outputs, "model.pt", "NaN")
+    assert_refused(module, args, outputs, "model.pt", "NaN")
 
 
 def test_non_finite_samples_are_refused_and_nothing_is_written(smoke, lock, tmp_path, monkeypatch):
     module, args, _, outputs = _stage(smoke, lock, tmp_path, "sample_mdm")
     monkeypatch.setattr(module.PriorSampler, "__call__",
                         lambda self, conditions, lengths, seed: [np.full((n, 263), np.nan, np.float32) for n in lengths])
-    _fails(module, args, outputs, "samples.npz", "refusing to write field 'features'")
+    assert_refused(module, args, outputs, "samples.npz", "refusing to write field 'features'")
 
 
 @pytest.mark.parametrize("removed", ["data/models/evaluator.pt", "data/dno/edit/guided.parquet", "data/dno/refine/dno.json",
@@ -295,13 +297,13 @@ def test_non_finite_samples_are_refused_and_nothing_is_written(smoke, lock, tmp_
 def test_report_dno_refuses_a_missing_input(smoke, lock, tmp_path, removed):
     module, args, inputs, outputs = _stage(smoke, lock, tmp_path, "report_dno")
     (inputs / removed).unlink()
-    _fails(module, args, outputs, removed, "file not found")
+    assert_refused(module, args, outputs, removed, "file not found")
 
 
 @pytest.mark.parametrize("key", ["sheet_tasks", "videos", "fid_min_samples"])
 def test_report_dno_refuses_negative_parameters(smoke, lock, tmp_path, key):
     module, args, _, outputs = _stage(smoke, lock, tmp_path, "report_dno", **{f"report_dno.{key}": -1})
-    _fails(module, args, outputs, "params.yaml", f"'report_dno.{key}'")
+    assert_refused(module, args, outputs, "params.yaml", f"'report_dno.{key}'")
 
 
 @pytest.mark.parametrize("stage", ["train_evaluator", "train_mdm", "train_reward"])
@@ -316,7 +318,7 @@ def test_an_empty_caption_in_the_val_split_is_refused(smoke, lock, tmp_path, sta
         index.to_parquet(path, index=False)
 
     _replace(inputs / "data/motion/hml/index.parquet", blank)
-    _fails(module, args, outputs, "index.parquet", "(val split)", "empty caption")
+    assert_refused(module, args, outputs, "index.parquet", "(val split)", "empty caption")
 
 
 def test_render_names_the_file_whose_betas_do_not_fit_the_body_model(smoke, lock, tmp_path):
@@ -329,17 +331,17 @@ def test_render_names_the_file_whose_betas_do_not_fit_the_body_model(smoke, lock
         np.savez(path, **arrays)
 
     _replace(inputs / "data/motion/raw/motions.npz", widen)
-    _fails(module, args, outputs, "motions.npz", "field 'betas' has 11", "anny_smpl_neutral.npz")
+    assert_refused(module, args, outputs, "motions.npz", "field 'betas' has 11", "anny_smpl_neutral.npz")
 
 
 def test_dno_option_errors_name_the_params_file(smoke, lock, tmp_path):
     module, args, _, outputs = _stage(smoke, lock, tmp_path, "dno@", **{"dno.refine.steps": -2})
-    _fails(module, args, outputs, "params.yaml", "'dno.refine.steps'")
+    assert_refused(module, args, outputs, "params.yaml", "'dno.refine.steps'")
 
 
 def test_a_diverging_loss_is_one_line_naming_the_learning_rate(smoke, lock, tmp_path):
     module, args, _, outputs = _stage(smoke, lock, tmp_path, "train_mdm", **{"train_mdm.lr": 1e30})
-    _fails(module, args, outputs, "loss became", "'train_mdm.lr'")
+    assert_refused(module, args, outputs, "loss became", "'train_mdm.lr'")
 
 
 # ------------------------------------------------------------------ kill -9 during training, then dvc repro
@@ -444,7 +446,7 @@ def test_scorehmr_refuses_bad_keypoints(smoke, lock, tmp_path, stage, fault, nam
             arrays["confidence"][0, 5] = 1.5 if fault == "confidence_above_one" else -0.2
 
     _edit_npz(inputs / "data/extract/test.npz", change)
-    _fails(module, args, outputs, "test.npz", *names)
+    assert_refused(module, args, outputs, "test.npz", *names)
 
 
 @pytest.mark.parametrize("stage", ["scorehmr@multiview", "scorehmr_smplify@multiview"])
@@ -458,19 +460,19 @@ def test_scorehmr_multiview_refuses_a_view_count_of_one(smoke, lock, tmp_path, s
         index.to_parquet(path, index=False)
 
     _replace(inputs / "data/images/index.parquet", single_views)
-    _fails(module, args, outputs, "multiview.npz", "view count of 1")
+    assert_refused(module, args, outputs, "multiview.npz", "view count of 1")
 
 
 def test_scorehmr_refuses_an_unknown_setting(smoke, lock, tmp_path):
     module, args, _, outputs = _stage(smoke, lock, tmp_path, "scorehmr@fit")
     args[args.index("--setting") + 1] = "panorama"
-    _fails(module, args, outputs, "params.yaml", "unknown setting 'panorama'")
+    assert_refused(module, args, outputs, "params.yaml", "unknown setting 'panorama'")
 
 
 @pytest.mark.parametrize("setting, losses", [("fit", ["repr", "chamfer"]), ("video", []), ("fit", ["temp"])])
 def test_scorehmr_refuses_an_unknown_or_unusable_loss(smoke, lock, tmp_path, setting, losses):
     module, args, _, outputs = _stage(smoke, lock, tmp_path, f"scorehmr@{setting}", **{f"scorehmr.losses.{setting}": losses})
-    _fails(module, args, outputs, "params.yaml", f"'scorehmr.losses.{setting}'")
+    assert_refused(module, args, outputs, "params.yaml", f"'scorehmr.losses.{setting}'")
 
 
 @pytest.mark.parametrize("stage, key, value, name", [
@@ -482,4 +484,4 @@ def test_scorehmr_refuses_an_unknown_or_unusable_loss(smoke, lock, tmp_path, set
 ])
 def test_scorehmr_option_errors_name_the_parameter(smoke, lock, tmp_path, stage, key, value, name):
     module, args, _, outputs = _stage(smoke, lock, tmp_path, stage, **{key: value})
-    _fails(module, args, outputs, "params.yaml", name)
+    assert_refused(module, args, outputs, "params.yaml", name)
