@@ -3,7 +3,9 @@
 The methods are :mod:`humandiff.dno.run`'s; ``--variant`` applies ``dno.ablations.<variant>`` on
 top of the DNO options (Table 3); the model runs on ``dno.device`` (auto | cpu | cuda). Writes
 ``<out-dir>/<family>/<run>.{parquet,npz,json}`` and ``<run>_history.npz`` (:class:`~humandiff.dno.run.MethodRun`),
-``<run>`` being the method or ``<method>_<variant>``.
+``<run>`` being the method or ``<method>_<variant>``, and the run's wall-clock figures to
+``<timing-dir>/<family>_<run>.json``, a metrics file no stage depends on. The guided method reads
+only the scales of the start kinds its tasks have (``dno.guided.scale_edit`` / ``scale_refine``).
 """
 
 from __future__ import annotations
@@ -43,20 +45,22 @@ SECTION_KEYS = (*COMMON_PARAMS, *SOURCE_PARAMS, "guided", "checkpoint", "edit", 
 @click.option("--embeddings", "embeddings_file", default="data/motion/text/embeddings.parquet", show_default=True, type=click.Path())
 @click.option("--model-dir", default="data/mdm", show_default=True, type=click.Path())
 @click.option("--out-dir", default="data/dno", show_default=True, type=click.Path())
+@click.option("--timing-dir", default="reports/metrics/dno_time", show_default=True, type=click.Path())
 @run_stage
 def main(params_file: str, family: str, method: str, variant: str, tasks_dir: str, hml_dir: str, embeddings_file: str,
-         model_dir: str, out_dir: str) -> None:
+         model_dir: str, out_dir: str, timing_dir: str) -> None:
     p = stage_params(params_file, SECTION, {**COMMON_PARAMS, **METHOD_PARAMS[method]}, complete=True, known=SECTION_KEYS)
     positive(params_file, SECTION, p, "threads", "batch_size")
     if p["max_tasks"] < 0:
         raise ArtifactError(f"{params_file}: parameter '{SECTION}.max_tasks' must be >= 0 (0 = all)")
-    guided = GuidedBaseline.from_params(p["guided"], params_file, f"{SECTION}.guided") if method == "guided" else None
     device = resolve_device(p["device"], f"{params_file}: parameter '{SECTION}.device'")
     torch.set_num_threads(p["threads"])
     torch.manual_seed(p["seed"])
 
     tasks = load_tasks(Path(tasks_dir) / f"{family}.parquet", family)
     tasks = tasks[: p["max_tasks"]] if p["max_tasks"] else tasks
+    guided = (GuidedBaseline.from_params(p["guided"], params_file, f"{SECTION}.guided", option_kinds(tasks))
+              if method == "guided" else None)
     if needs_prior_sources(tasks):
         p |= stage_params(params_file, SECTION, SOURCE_PARAMS)
         positive(params_file, SECTION, p, "source_ddim_steps")
@@ -80,6 +84,7 @@ def main(params_file: str, family: str, method: str, variant: str, tasks_dir: st
     save_npz(out / f"{settings.run}.npz", result.arrays)
     save_npz(out / f"{settings.run}_history.npz", result.history)  # always written (empty for input / guided)
     save_json(out / f"{settings.run}.json", result.summary)
+    save_json(Path(timing_dir) / f"{family}_{settings.run}.json", result.timing)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from humandiff.perception.extract import TRUTH_FIELDS, ExtractSettings, check_im
 from humandiff.perception.extraction import save_extraction
 from humandiff.perception.model import load_perception
 from humandiff.perception.report import (figure_link, perception_metrics, perception_report, prediction_sheet,
-                                         read_render_rate, set_metrics, sheet_tiles)
+                                         set_metrics, sheet_tiles)
 from humandiff.train.device import on_device, resolve_device
 
 SECTION = "extract"
@@ -35,13 +35,12 @@ SECTION = "extract"
 @click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path())
 @click.option("--images", "images_dir", default="data/images", show_default=True, type=click.Path())
 @click.option("--model", "model_file", default="data/models/perception.pt", show_default=True, type=click.Path())
-@click.option("--render-metrics", default="reports/metrics/render.json", show_default=True, type=click.Path())
 @click.option("--out-dir", default="data/extract", show_default=True, type=click.Path())
 @click.option("--report", "report_file", default="reports/perception.md", show_default=True, type=click.Path())
 @click.option("--figure", "figure_file", default="reports/perception/predictions.png", show_default=True, type=click.Path())
 @click.option("--metrics", "metrics_file", default="reports/metrics/perception.json", show_default=True, type=click.Path())
 @run_stage
-def main(params_file: str, images_dir: str, model_file: str, render_metrics: str, out_dir: str, report_file: str,
+def main(params_file: str, images_dir: str, model_file: str, out_dir: str, report_file: str,
          figure_file: str, metrics_file: str) -> None:
     settings, p = section_config(params_file, SECTION, ExtractSettings, {"threads": int, "device": str})
     positive(params_file, SECTION, p, "threads")
@@ -49,7 +48,6 @@ def main(params_file: str, images_dir: str, model_file: str, render_metrics: str
     device = resolve_device(p["device"], f"{params_file}: parameter '{SECTION}.device'")
     torch.set_num_threads(p["threads"])
     index = load_index(images_dir)
-    render_rate = read_render_rate(render_metrics)
     model, extra = load_perception(model_file)
     check_image_sets(images_dir, index, settings.sets, f"'{SECTION}.sets'")  # every shard, before the network runs
     model = on_device(model.fast_layout(), device)  # the network on the device; decoding on the CPU
@@ -70,7 +68,7 @@ def main(params_file: str, images_dir: str, model_file: str, render_metrics: str
                 tiles = sheet_tiles(truth, run.predictions, run.packed["image_id"], settings.sheet_images)
     bar.close()
 
-    metrics = perception_metrics(per_set, model.config.image_size, render_rate, network_seconds)
+    metrics = perception_metrics(per_set, model.config.image_size, network_seconds)
     write_image(figure_file, prediction_sheet(tiles)[..., ::-1])  # OpenCV writes BGR
     save_json(metrics_file, metrics)
     with atomic_path(report_file, suffix=".md") as handle:

@@ -1,8 +1,8 @@
 """Stage train_evaluator: the text-to-motion evaluator (Guo et al.'s matching model) used for every metric.
 
 Trains on the train split, keeps the epoch with the lowest val loss (as Guo et al.), and writes
-the model, its val metrics (R-precision when the val split holds >= 32 clips) and its loss curve
-(CSV for ``dvc plots`` and a PNG).
+the model, its val metrics (R-precision in batches of 32, or of the whole val split when it is
+smaller, as the summary line and ``chance_top3`` say) and its loss curve (CSV for ``dvc plots`` and a PNG).
 """
 
 from __future__ import annotations

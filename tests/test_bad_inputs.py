@@ -39,7 +39,7 @@ pytestmark = pytest.mark.slow
 
 #: Flags whose value a stage writes; every other path argument is an input.
 OUTPUT_FLAGS = {"--out", "--out-dir", "--report", "--report-dir", "--metrics", "--plot", "--plots-dir", "--figure",
-                "--checkpoint", "--speed"}
+                "--checkpoint", "--checkpoint-dir", "--speed"}
 
 
 def _stages() -> list[str]:
@@ -254,7 +254,9 @@ def _stage(smoke: Path, lock: dict, tmp_path: Path, stage: str, **params):
     return load_script("stages", script), args, inputs, outputs
 
 
-def _fails(module, args, outputs: Path, *names: str) -> str:
+def assert_refused(module, args, outputs: Path, *names: str) -> str:
+    """Assert that the stage exits non-zero with one line naming every one of ``names``, without a
+    traceback, and leaves nothing in ``outputs``; returns the line."""
     result = CliRunner().invoke(module.main, args, catch_exceptions=False, env={"HUMANDIFF_DEBUG": ""})
     line = _check_error(result, list(names))
     assert all(name in line for name in names), line
@@ -280,14 +282,14 @@ def test_prior_with_nan_weights_is_refused_before_sampling(smoke, lock, tmp_path
         torch.save(state, path)
 
     _replace(inputs / "data/mdm/model.pt", poison)
-    _fails(module, args, outputs, "model.pt", "NaN")
+    assert_refused(module, args, outputs, "model.pt", "NaN")
 
 
 def test_non_finite_samples_are_refused_and_nothing_is_written(smoke, lock, tmp_path, monkeypatch):
     module, args, _, outputs = _stage(smoke, lock, tmp_path, "sample_mdm")
     monkeypatch.setattr(module.PriorSampler, "__call__",
                         lambda self, conditions, lengths, seed: [np.full((n, 263), np.nan, np.float32) for n in lengths])
-    _fails(module, args, outputs, "samples.npz", "refusing to write field 'features'")
+    assert_refused(module, args, outputs, "samples.npz", "refusing to write field 'features'")
 
 
 @pytest.mark.parametrize("removed", ["data/models/evaluator.pt", "data/dno/edit/guided.parquet", "data/dno/refine/dno.json",
@@ -295,13 +297,13 @@ def test_non_finite_samples_are_refused_and_nothing_is_written(smoke, lock, tmp_
 def test_report_dno_refuses_a_missing_input(smoke, lock, tmp_path, removed):
     module, args, inputs, outputs = _stage(smoke, lock, tmp_path, "report_dno")
     (inputs / removed).unlink()
-    _fails(module, args, outputs, removed, "file not found")
+    assert_refused(module, args, outputs, removed, "file not found")
 
 
 @pytest.mark.parametrize("key", ["sheet_tasks", "videos", "fid_min_samples"])
 def test_report_dno_refuses_negative_parameters(smoke, lock, tmp_path, key):
     module, args, _, outputs = _stage(smoke, lock, tmp_path, "report_dno", **{f"report_dno.{key}": -1})
-    _fails(module, args, outputs, "params.yaml", f"'report_dno.{key}'")
+    assert_refused(module, args, outputs, "params.yaml", f"'report_dno.{key}'")
 
 
 @pytest.mark.parametrize("stage", ["train_evaluator", "train_mdm", "train_reward"])
@@ -316,7 +318,7 @@ def test_an_empty_caption_in_the_val_split_is_refused(smoke, lock, tmp_path, sta
         index.to_parquet(path, index=False)
 
     _replace(inputs / "data/motion/hml/index.parquet", blank)
-    _fails(module, args, outputs, "index.parquet", "(val split)", "empty caption")
+    assert_refused(module, args, outputs, "index.parquet", "(val split)", "empty caption")
 
 
 def test_render_names_the_file_whose_betas_do_not_fit_the_body_model(smoke, lock, tmp_path):
@@ -329,17 +331,17 @@ def test_render_names_the_file_whose_betas_do_not_fit_the_body_model(smoke, lock
         np.savez(path, **arrays)
 
     _replace(inputs / "data/motion/raw/motions.npz", widen)
-    _fails(module, args, outputs, "motions.npz", "field 'betas' has 11", "anny_smpl_neutral.npz")
+    assert_refused(module, args, outputs, "motions.npz", "field 'betas' has 11", "anny_smpl_neutral.npz")
 
 
 def test_dno_option_errors_name_the_params_file(smoke, lock, tmp_path):
     module, args, _, outputs = _stage(smoke, lock, tmp_path, "dno@", **{"dno.refine.steps": -2})
-    _fails(module, args, outputs, "params.yaml", "'dno.refine.steps'")
+    assert_refused(module, args, outputs, "params.yaml", "'dno.refine.steps'")
 
 
 def test_a_diverging_loss_is_one_line_naming_the_learning_rate(smoke, lock, tmp_path):
     module, args, _, outputs = _stage(smoke, lock, tmp_path, "train_mdm", **{"train_mdm.lr": 1e30})
-    _fails(module, args, outputs, "loss became", "'train_mdm.lr'")
+    assert_refused(module, args, outputs, "loss became", "'train_mdm.lr'")
 
 
 # ------------------------------------------------------------------ kill -9 during training, then dvc repro
@@ -383,6 +385,7 @@ def _md5(path: Path) -> str:
     ("train_mdm", "data/mdm/model.pt", "data/mdm_checkpoint/train_checkpoint.pt", "after"),
     ("train_mdm", "data/mdm/model.pt", "data/mdm_checkpoint/train_checkpoint.pt", "during"),
     ("train_perception", "data/models/perception.pt", "data/perception_checkpoint/train_checkpoint.pt", "after"),
+    ("train_scorehmr", "data/scorehmr/model.pt", "data/scorehmr_checkpoint/train_checkpoint.pt", "after"),
 ])
 def test_kill_9_during_training_then_dvc_repro_resumes_to_the_same_model(smoke, lock, tmp_path, stage, model, checkpoint,
                                                                           when):
@@ -415,16 +418,76 @@ def test_kill_9_during_training_then_dvc_repro_resumes_to_the_same_model(smoke, 
     assert _md5(work / model) == expected
 
 
-# ------------------------------------------------------------------ HMDiff (issue 28)
+# ------------------------------------------------------------------ ScoreHMR's faults (issue 26)
 
 
-def _drop_field(field: str):
-    def write(original: Path, path: Path) -> None:
+def _edit_npz(path: Path, change) -> None:
+    """Replace the symbolic link ``path`` (an .npz) with a copy whose arrays ``change(arrays)`` edited."""
+    def write(original: Path, target: Path) -> None:
         with np.load(original, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files if k != field}
-        with open(path, "wb") as handle:
+            arrays = {k: data[k] for k in data.files}
+        change(arrays)
+        with open(target, "wb") as handle:
             np.savez(handle, **arrays)
-    return write
+
+    _replace(path, write)
+
+
+@pytest.mark.parametrize("stage", ["scorehmr@fit", "scorehmr_smplify@fit", "scorehmr_regression@fit"])
+@pytest.mark.parametrize("fault, names", [("nan_keypoints", ["keypoints", "NaN"]), ("confidence_above_one", ["confidence", "[0, 1]"]),
+                                          ("confidence_below_zero", ["confidence", "[0, 1]"])])
+def test_scorehmr_refuses_bad_keypoints(smoke, lock, tmp_path, stage, fault, names):
+    module, args, inputs, outputs = _stage(smoke, lock, tmp_path, stage)
+
+    def change(arrays: dict) -> None:
+        if fault == "nan_keypoints":
+            arrays["keypoints"][0, 3, 0] = np.nan
+        else:
+            arrays["confidence"][0, 5] = 1.5 if fault == "confidence_above_one" else -0.2
+
+    _edit_npz(inputs / "data/extract/test.npz", change)
+    assert_refused(module, args, outputs, "test.npz", *names)
+
+
+@pytest.mark.parametrize("stage", ["scorehmr@multiview", "scorehmr_smplify@multiview"])
+def test_scorehmr_multiview_refuses_a_view_count_of_one(smoke, lock, tmp_path, stage):
+    module, args, inputs, outputs = _stage(smoke, lock, tmp_path, stage)
+
+    def single_views(original: Path, path: Path) -> None:
+        index = pd.read_parquet(original)
+        views = index["set"] == "multiview"
+        index.loc[views, "sequence"] = np.arange(int(views.sum()))  # every view its own person
+        index.to_parquet(path, index=False)
+
+    _replace(inputs / "data/images/index.parquet", single_views)
+    assert_refused(module, args, outputs, "multiview.npz", "view count of 1")
+
+
+def test_scorehmr_refuses_an_unknown_setting(smoke, lock, tmp_path):
+    module, args, _, outputs = _stage(smoke, lock, tmp_path, "scorehmr@fit")
+    args[args.index("--setting") + 1] = "panorama"
+    assert_refused(module, args, outputs, "params.yaml", "unknown setting 'panorama'")
+
+
+@pytest.mark.parametrize("setting, losses", [("fit", ["repr", "chamfer"]), ("video", []), ("fit", ["temp"])])
+def test_scorehmr_refuses_an_unknown_or_unusable_loss(smoke, lock, tmp_path, setting, losses):
+    module, args, _, outputs = _stage(smoke, lock, tmp_path, f"scorehmr@{setting}", **{f"scorehmr.losses.{setting}": losses})
+    assert_refused(module, args, outputs, "params.yaml", f"'scorehmr.losses.{setting}'")
+
+
+@pytest.mark.parametrize("stage, key, value, name", [
+    ("scorehmr@fit", "scorehmr.fit", {"tau": -5}, "'scorehmr.fit'"),
+    ("scorehmr@fit", "scorehmr.fit", {"no_such_option": 1}, "no_such_option"),
+    ("scorehmr_smplify@video", "scorehmr.smplify.video", {"steps": 0}, "'scorehmr.smplify.video'"),
+    ("scorehmr_sweep@step_10", "scorehmr.sweep.step_10", {"ddim_step": 1000}, "'scorehmr.sweep.step_10'"),
+    ("scorehmr_ablation@pooled-gt", "scorehmr_ablation.target", "gt", "'scorehmr_ablation.feature'"),
+])
+def test_scorehmr_option_errors_name_the_parameter(smoke, lock, tmp_path, stage, key, value, name):
+    module, args, _, outputs = _stage(smoke, lock, tmp_path, stage, **{key: value})
+    assert_refused(module, args, outputs, "params.yaml", name)
+
+
+# ------------------------------------------------------------------ HMDiff (issue 28)
 
 
 @pytest.mark.parametrize("stage, extract", [("eval_hmdiff@", "test.npz"), ("train_hmdiff@", "train.npz"),
@@ -432,14 +495,14 @@ def _drop_field(field: str):
 @pytest.mark.parametrize("field", ["tokens", "heatmaps_q", "depth_maps_cm"])
 def test_hmdiff_stages_refuse_extractions_without_heatmaps_or_tokens(smoke, lock, tmp_path, stage, extract, field):
     module, args, inputs, outputs = _stage(smoke, lock, tmp_path, stage)
-    _replace(inputs / "data/extract" / extract, _drop_field(field))
-    _fails(module, args, outputs, extract, field)
+    _edit_npz(inputs / "data/extract" / extract, lambda arrays: arrays.pop(field))
+    assert_refused(module, args, outputs, extract, field)
 
 
 @pytest.mark.parametrize("stage", ["train_hmdiff@", "eval_hmdiff@", "eval_hmdiff_head"])
 def test_hmdiff_a_body_mesh_that_cannot_be_coarsened_names_the_file_and_parameter(smoke, lock, tmp_path, stage):
     module, args, inputs, outputs = _stage(smoke, lock, tmp_path, stage, **{"hmdiff.hierarchy": [5000]})
-    _fails(module, args, outputs, "anny_smpl_neutral.npz", "hmdiff.hierarchy")
+    assert_refused(module, args, outputs, "anny_smpl_neutral.npz", "hmdiff.hierarchy")
 
 
 @pytest.mark.parametrize("stage", ["eval_hmdiff@", "report_hmdiff"])
@@ -447,11 +510,11 @@ def test_hmdiff_a_body_mesh_that_cannot_be_coarsened_names_the_file_and_paramete
                                                  ("num_samples", 0, ">= 1")])
 def test_hmdiff_r_outside_0_1_and_n_below_1_are_one_line_errors(smoke, lock, tmp_path, stage, key, value, message):
     module, args, inputs, outputs = _stage(smoke, lock, tmp_path, stage, **{f"hmdiff.eval.{key}": value})
-    line = _fails(module, args, outputs, f"hmdiff.eval.{key}", "params.yaml")
+    line = assert_refused(module, args, outputs, f"hmdiff.eval.{key}", "params.yaml")
     assert message in line
 
 
 def test_report_hmdiff_refuses_a_missing_row(smoke, lock, tmp_path):
     module, args, inputs, outputs = _stage(smoke, lock, tmp_path, "report_hmdiff")
     (inputs / "data/hmdiff/eval/direct_l2.json").unlink()
-    _fails(module, args, outputs, "direct_l2.json")
+    assert_refused(module, args, outputs, "direct_l2.json")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -85,3 +88,65 @@ def test_write_mode_restores_a_drifted_dvc_yaml(tmp_path: Path):
 def test_every_stage_script_is_in_its_own_closure():
     for script in sorted((REPO / "stages").glob("*.py")):
         assert script.resolve() in import_closure(script)
+
+
+@functools.lru_cache(maxsize=1)  # opening DVC's index takes seconds; the tests only read it
+def _resolved_stages() -> dict:
+    """Every stage of dvc.yaml with foreach/matrix expanded: name -> (deps, metrics, params)."""
+    from dvc.repo import Repo
+
+    with Repo(str(REPO)) as repo:
+        stages = {}
+        for stage in repo.index.stages:
+            deps = [d.def_path for d in stage.deps if not hasattr(d, "params")]
+            params = [key for d in stage.deps if hasattr(d, "params") for key in d.params]
+            metrics = [o.def_path for o in stage.outs if o.metric or o.plot]
+            stages[stage.addressing] = (deps, metrics, params)
+    return stages
+
+
+TIMING_KEY = re.compile(r"seconds|_per_s\b|per_second|fps|elapsed|wall|_time\b|duration", re.IGNORECASE)
+
+
+def _keys(path: Path) -> list[str]:
+    """Every key of a JSON file (nested) or the header of a CSV file."""
+    if path.suffix == ".csv":
+        return path.read_text().splitlines()[0].split(",") if path.stat().st_size else []
+    if path.suffix != ".json":
+        return []
+    keys, stack = [], [json.loads(path.read_text())]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            keys += list(value)
+            stack += list(value.values())
+        elif isinstance(value, list):
+            stack += value
+    return keys
+
+
+def test_no_stage_depends_on_a_file_that_holds_wall_clock_figures():
+    # Timings change on every run; a stage reading one would rerun, and all that follows, after a
+    # byte-identical upstream rerun. Timings live in metrics files; a stage may read a metrics
+    # file only if none of its keys is a timing (checked on the committed files).
+    stages = _resolved_stages()
+    metrics = {path for _, paths, _ in stages.values() for path in paths}
+    assert any("dno_time" in path for path in metrics)
+    timed = {m for m in metrics if (REPO / m).is_file() and any(TIMING_KEY.search(k) for k in _keys(REPO / m))}
+    assert {"reports/metrics/render.json", "reports/metrics/dno_time/edit_dno.json"} <= timed
+    for name, (deps, _, _) in stages.items():
+        for dep in deps:
+            inside = [m for m in metrics if m == dep or m.startswith(dep.rstrip("/") + "/")]
+            assert not [m for m in inside if m in timed or not (REPO / m).is_file()], \
+                f"{name} depends on {dep}, which holds timings {inside}"
+    for path in (REPO / "data").glob("dno/*/*.json"):  # the run summaries report_dno reads, where present
+        assert not [k for k in _keys(path) if TIMING_KEY.search(k)], path
+
+
+def test_each_guided_run_depends_on_the_scales_its_tasks_read_only():
+    params = {name: keys for name, (_, _, keys) in _resolved_stages().items()}
+    assert "dno.guided.scale_edit" in params["dno_guided@edit-guided"]
+    assert "dno.guided.scale_refine" not in params["dno_guided@edit-guided"]
+    assert "dno.guided.scale_edit" not in params["dno_guided@refine-guided"]
+    assert {"dno.guided.scale_edit", "dno.guided.scale_refine"} <= set(params["dno_guided@control-guided"])
+    assert "dno.guided" not in params["dno_guided@control-guided"]

@@ -34,7 +34,7 @@ BODY = REPO / "data/body/anny_smpl_neutral.npz"
 TINY = MDMConfig(latent_dim=32, num_layers=2, num_heads=4, ff_dim=64, dropout=0.0, diffusion_steps=100)
 PERCEPTION = dict(image_size=64, widths=(8, 12, 16, 24, 32), blocks=(1, 1, 1, 1), head_width=12, token_dim=16,
                   regressor_width=64, ief_iterations=2)
-STAGES = ("encode_text", "train_mdm", "sample_mdm", "evaluate_t2m", "train_perception", "extract")
+STAGES = ("encode_text", "train_mdm", "sample_mdm", "evaluate_t2m", "train_perception", "extract", "train_scorehmr")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="only without a CUDA device")
 

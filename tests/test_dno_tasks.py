@@ -58,12 +58,7 @@ ACTIONS = [EditAction("jumping", "a person jumps up and down twice.", "jump"),
            EditAction("crawling", "a person crawls forward on hands and knees.", "crawl", 1.0)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def standing_joints(frames: int, rng: np.random.Generator, speed: float | None = None) -> np.ndarray:
@@ -415,7 +410,8 @@ def test_stages_write_tasks_run_every_method_and_report(tmp_path):
 
     dno = load_stage("dno")
     paths = ["--tasks-dir", str(tmp_path / "dno/tasks"), "--hml-dir", str(corpus / "hml"), "--embeddings",
-             str(corpus / "embeddings.parquet"), "--model-dir", str(corpus / "mdm"), "--out-dir", str(tmp_path / "dno")]
+             str(corpus / "embeddings.parquet"), "--model-dir", str(corpus / "mdm"), "--out-dir", str(tmp_path / "dno"),
+             "--timing-dir", str(tmp_path / "dno_time")]
     for family, method, variant in [("edit", "input", ""), ("edit", "guided", ""), ("edit", "dno", ""),
                                     ("refine", "input", ""), ("refine", "guided", ""), ("refine", "dno", ""),
                                     ("ablate", "input", ""), ("ablate", "dno", ""), ("ablate", "dno", "no_decorr"),
@@ -423,6 +419,16 @@ def test_stages_write_tasks_run_every_method_and_report(tmp_path):
         args = common + ["--family", family, "--method", method] + (["--variant", variant] if variant else []) + paths
         result = runner.invoke(dno.main, args)
         assert result.exit_code == 0, (family, method, result.output)
+        # the run's wall-clock figures go to their own metrics file, never into what report_dno reads
+        run = method + (f"_{variant}" if variant else "")
+        summary = json.loads((tmp_path / f"dno/{family}/{run}.json").read_text())
+        assert not [key for key in summary if "seconds" in key], summary
+        assert json.loads((tmp_path / f"dno_time/{family}_{run}.json").read_text())["seconds"] >= 0
+    # each guided run records (and reads) the scales of its tasks' start kinds only
+    assert set(json.loads((tmp_path / "dno/edit/guided.json").read_text())["guided"]) == {
+        "ddim_steps", "scale_edit", "text_guidance", "mode"}
+    assert "scale_edit" not in json.loads((tmp_path / "dno/refine/guided.json").read_text())["guided"]
+    assert {"scale_edit", "scale_refine"} <= set(json.loads((tmp_path / "dno/control/guided.json").read_text())["guided"])
     edit = pd.read_parquet(tmp_path / "dno/edit/dno.parquet")
     assert len(edit) == 4 and edit["objective_error_m"].notna().all() and edit["inversion_mpjpe_cm"].notna().all()
     assert (pd.read_parquet(tmp_path / "dno/edit/input.parquet")["content_preservation"] == 1.0).all()

@@ -92,7 +92,6 @@ def image_dir(tmp_path_factory, body_model) -> Path:
         for record in _records(body_model, count, seed):
             writer.add(set_name, "000000", -1, record)
     save_parquet(root / "index.parquet", writer.close())
-    (root.parent / "render.json").write_text(json.dumps({"render_images_per_s": 12.5}))
     return root
 
 
@@ -309,7 +308,7 @@ def _train(tmp_path: Path, image_dir: Path, params: Path, *extra: str):
 def _extract(tmp_path: Path, image_dir: Path, params: Path, model: Path):
     return CliRunner().invoke(_stage("extract"), [
         "--params", str(params), "--images", str(image_dir), "--model", str(model),
-        "--render-metrics", str(image_dir.parent / "render.json"), "--out-dir", str(tmp_path / "perception"),
+        "--out-dir", str(tmp_path / "perception"),
         "--report", str(tmp_path / "perception.md"), "--figure", str(tmp_path / "fig/predictions.png"),
         "--metrics", str(tmp_path / "perception.json")], catch_exceptions=False)
 
@@ -358,7 +357,6 @@ def test_extract_writes_network_outputs_not_ground_truth(tmp_path, trained, imag
     import shutil
 
     shutil.copytree(image_dir, altered)
-    shutil.copy(image_dir.parent / "render.json", tmp_path / "render.json")
     for shard in sorted((altered / "test").glob("*.npz")):
         arrays = read_shard(shard)
         arrays["joints_2d"] = arrays["joints_2d"] + 7.0
@@ -371,9 +369,9 @@ def test_extract_writes_network_outputs_not_ground_truth(tmp_path, trained, imag
     assert np.array_equal(again["keypoints"], test["keypoints"])
 
     metrics = json.loads((tmp_path / "perception.json").read_text())
-    for key in ("pck_0.05", "pck_0.1", "regression_mpjpe_mm", "regression_pa_mpjpe_mm", "test_images", "render_images_per_s"):
+    for key in ("pck_0.05", "pck_0.1", "regression_mpjpe_mm", "regression_pa_mpjpe_mm", "test_images", "extract_images_per_s"):
         assert key in metrics
-    assert metrics["test_images"] == 6 and metrics["render_images_per_s"] == 12.5
+    assert metrics["test_images"] == 6 and "render_images_per_s" not in metrics  # a timing is never an input
     assert "PCK@0.1" in (tmp_path / "perception.md").read_text()
 
 
@@ -521,7 +519,6 @@ def test_extract_stage_fails_on_a_damaged_shard_before_running_the_network(tmp_p
 
     damaged = tmp_path / "images"
     shutil.copytree(image_dir, damaged)
-    shutil.copy(image_dir.parent / "render.json", tmp_path / "render.json")
     sorted((damaged / "test").glob("*.npz"))[-1].write_bytes(b"not a shard")
     monkeypatch.setattr(extract_module, "predict", lambda *args, **kwargs: pytest.fail("the network ran"))
     out = tmp_path / "out"
@@ -553,27 +550,22 @@ def test_video_metrics_align_the_pelvis_and_follow_the_frames():
 
 def test_metrics_report_and_figure_of_the_extract_stage(tmp_path):
     from humandiff.perception.report import (figure_link, perception_metrics, perception_report, prediction_sheet,
-                                             read_render_rate, sheet_tiles)
+                                             sheet_tiles)
 
     scores = {key: 0.5 for key in ("pck_0.05", "pck_0.1", "pck_0.05_visible", "pck_0.1_visible", "pck_0.05_lsp14",
                                    "pck_0.1_lsp14", "keypoint_error_px", "swap_share_of_misses_0.1", "regression_mpjpe_mm",
                                    "regression_pa_mpjpe_mm", "regression_mpjpe_lsp14_mm", "regression_pa_mpjpe_lsp14_mm",
                                    "regression_pck_0.1", "heatmap_depth_error_mm")}
     per_set = {"test": scores | {"images": 6}, "video": scores | {"images": 10, "regression_accel_error_mm_s2": 1234.5}}
-    metrics = perception_metrics(per_set, 64, 12.5, 2.0)
+    metrics = perception_metrics(per_set, 64, 2.0)
     assert metrics["extract_images_per_s"] == 8.0 and metrics["test_images"] == 6 and metrics["image_size"] == 64
-    assert metrics["sets"]["video"]["images"] == 10.0 and metrics["render_images_per_s"] == 12.5
+    assert metrics["sets"]["video"]["images"] == 10.0
     text = perception_report(metrics, per_set, figure_link(tmp_path / "reports/perception/predictions.png",
                                                            tmp_path / "reports/perception.md"))
     assert "| video | 10 | 0.500 |" in text and "acceleration error 1234 mm/s^2" in text
     assert "(perception/predictions.png)" in text and "extraction 8.0 images/s" in text
     assert figure_link("/elsewhere/fig.png", "reports/perception.md") == "/elsewhere/fig.png"
 
-    (tmp_path / "render.json").write_text('{"render_images_per_s": 3}')
-    assert read_render_rate(tmp_path / "render.json") == 3.0
-    (tmp_path / "render.json").write_text("[]")
-    with pytest.raises(ArtifactError, match="render_images_per_s"):
-        read_render_rate(tmp_path / "render.json")
 
     rng = np.random.default_rng(0)
     truth = {"image": rng.integers(0, 255, (5, 32, 32, 3), dtype=np.uint8), "joints_2d": rng.uniform(0, 32, (5, 24, 2)),

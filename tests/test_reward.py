@@ -33,13 +33,7 @@ from script_loader import stage_command
 SMALL = RewardConfig(latent_dim=16, layers=1, heads=2, ff_dim=32, dropout=0.0, patch=4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads; a shared machine loses a lot to them."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:

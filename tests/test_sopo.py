@@ -31,13 +31,7 @@ TINY = MDMConfig(latent_dim=32, num_layers=2, num_heads=4, ff_dim=64, dropout=0.
 SCHEDULE = TINY.noise_schedule()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads; a shared machine loses a lot to them."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class Toy(nn.Module):

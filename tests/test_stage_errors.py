@@ -198,12 +198,12 @@ def test_report_needs_every_run_and_its_files(tmp_path):
         check_run_files(tmp_path, tasks)
 
 
-def test_small_val_split_says_r_precision_was_not_measured():
-    from humandiff.evaluators.evaluator import EvaluatorHistory, evaluator_summary
+def test_small_val_split_reports_r_precision_on_what_there_is():
+    from humandiff.evaluators.evaluator import EvaluatorHistory, evaluator_summary, val_batch
 
     history = EvaluatorHistory()
-    history.val_loss, history.val_top3, history.val_mm_dist, history.best_epoch = [1.5], [float("nan")], [float("nan")], 1
+    history.val_loss, history.val_top3, history.val_mm_dist, history.best_epoch = [1.5], [0.7], [3.0], 1
     line = evaluator_summary(history, 24)
-    assert "nan" not in line and "val split has 24 clips, fewer than one R-precision batch of 32" in line
-    history.val_top3, history.val_mm_dist = [0.5], [3.0]
-    assert "val top-3 0.500" in evaluator_summary(history, 40)
+    assert "nan" not in line and "chance 0.125" in line and "in one batch of all 24 val clips" in line
+    assert "val top-3 0.700 (chance 0.094)" in evaluator_summary(history, 40) and "batch" not in evaluator_summary(history, 40)
+    assert (val_batch(24), val_batch(32), val_batch(500)) == (24, 32, 32)

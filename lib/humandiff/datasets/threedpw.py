@@ -23,7 +23,9 @@ Confirmed from public sources (facts, no code taken):
 - the field list and meanings: the 3DPW readme (copy in zhyjiang/mmhuman3d
   ``tools/depth_generate/readme.txt``); the readme says ``gender`` but the files and every loader
   use ``genders`` (nkolot/SPIN ``datasets/preprocess/pw3d.py``).
-- files are read with ``pickle.load(f, encoding='latin1')`` (SPIN ``pw3d.py``); images are
+- the reference loaders read the files with an unrestricted ``pickle.load`` and latin-1 (SPIN
+  ``pw3d.py``); this module never does: the same latin-1 decoding goes through the restricted
+  unpickler, which refuses any global but numpy's array reconstruction; images are
   ``imageFiles/<sequence>/image_%05d.jpg`` indexed by the frame number of ``poses`` (SPIN ``pw3d.py``,
   mkocabas/VIBE ``lib/data_utils/threedpw_utils.py`` does the same).
 - ``poses2d[p]`` is (T, 3, 18) and is transposed to (18, 3) per frame; the person box is the

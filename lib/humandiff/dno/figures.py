@@ -15,26 +15,72 @@ import numpy as np
 from humandiff.dno.tasks import load_tasks, resolve_joined
 from humandiff.eval.report import line_plot, write_curves_csv, write_png
 from humandiff.io import atomic_path
-from humandiff.motion.video import draw_skeleton
+from humandiff.motion.video import draw_skeleton, project
 
 METHOD_LABELS = {"input": "Input", "guided": "Guided (GMD-style)", "dno": "DNO"}
 COLOURS = {"input": (150, 150, 150), "guided": (200, 120, 40), "dno": (40, 40, 210), "target": (40, 170, 40),
            "obstacle": (30, 140, 230)}
 
 
-def obstacle_ring(centre_xz: np.ndarray, radius: float, height: float = 0.0, points: int = 16) -> list[np.ndarray]:
+#: Obstacles are drawn as upright cylinders of this height (m): the criterion keeps the pelvis out of
+#: a disc on the ground, so any height reads; about the walker's hip height keeps the body visible.
+OBSTACLE_HEIGHT = 1.0
+
+
+def obstacle_ring(centre_xz: np.ndarray, radius: float, height: float = 0.0, points: int = 24) -> np.ndarray:
+    """(points, 3) world points of the obstacle disc's rim at ``height``."""
     angles = np.linspace(0, 2 * np.pi, points, endpoint=False)
-    return [np.array([centre_xz[0] + radius * np.cos(a), height, centre_xz[1] + radius * np.sin(a)]) for a in angles]
+    return np.stack([centre_xz[0] + radius * np.cos(angles), np.full(points, height),
+                     centre_xz[1] + radius * np.sin(angles)], -1)
 
 
-def markers_at(task, resolved, frame: int) -> list:
-    """Targets of this frame (green) and obstacle rings at this frame (orange) as draw_skeleton markers."""
-    marks = [(p, COLOURS["target"]) for p, f in zip(resolved.target_points, resolved.target_frames) if f == frame]
+def draw_obstacle(canvas: np.ndarray, centre_xz: np.ndarray, radius: float, centre: np.ndarray, scale: float,
+                  height: float = OBSTACLE_HEIGHT) -> np.ndarray:
+    """Draw one upright cylinder (its silhouette, the convex hull of the projected rims, half filled,
+    and its top rim) in :func:`~humandiff.motion.video.draw_skeleton`'s view; in place, returns it."""
+    rims = project(np.concatenate([obstacle_ring(centre_xz, radius, 0.0), obstacle_ring(centre_xz, radius, height)]),
+                   canvas.shape, centre, scale)
+    hull = cv2.convexHull(np.round(rims).astype(np.int32))
+    shaded = canvas.copy()
+    cv2.fillConvexPoly(shaded, hull, COLOURS["obstacle"], cv2.LINE_AA)
+    cv2.addWeighted(shaded, 0.45, canvas, 0.55, 0, dst=canvas)
+    cv2.polylines(canvas, [hull], True, COLOURS["obstacle"], 2, cv2.LINE_AA)
+    top = np.round(rims[len(rims) // 2:]).astype(np.int32)
+    cv2.polylines(canvas, [top], True, COLOURS["obstacle"], 1, cv2.LINE_AA)
+    return canvas
+
+
+def target_markers(task, resolved, frame: int | None = None) -> list:
+    """Targets (of ``frame``, or all) as draw_skeleton markers (green); ground targets on the floor."""
+    marks = [(p, COLOURS["target"]) for p, f in zip(resolved.target_points, resolved.target_frames) if frame is None or f == frame]
     if task.target_axes == "xz":
         marks = [(np.array([p[0], 0.0, p[2]]), c) for p, c in marks]
-    for k, radius in enumerate(resolved.obstacle_radii):
-        marks += [(q, COLOURS["obstacle"]) for h in (0.0, 1.0) for q in obstacle_ring(resolved.obstacle_centres[k, frame], radius, h)]
     return marks
+
+
+def draw_frame(canvas: np.ndarray, task, resolved, joints: np.ndarray, frame: int, centre: np.ndarray, scale: float,
+               all_targets: bool = False) -> np.ndarray:
+    """One pose with the frame's obstacles (drawn first, behind) and targets; in place, returns it."""
+    for k, radius in enumerate(resolved.obstacle_radii):
+        draw_obstacle(canvas, resolved.obstacle_centres[k, frame], radius, centre, scale)
+    return draw_skeleton(canvas, joints, centre, scale, markers=target_markers(task, resolved, None if all_targets else frame))
+
+
+def framing(points_xz: np.ndarray, size: int, margin: float = 1.6, least: float = 2.6) -> tuple[np.ndarray, float]:
+    """The camera (centre (3,), pixels per metre) that keeps ``points_xz`` (N, 2) on the ground and a
+    body above them in a ``size`` square panel."""
+    low, high = points_xz.min(0), points_xz.max(0)
+    middle = (low + high) / 2
+    return np.array([middle[0], 0.85, middle[1]]), size / max(least, float((high - low).max()) + margin)
+
+
+def scene_points(resolved, frame: int | slice) -> np.ndarray:
+    """Ground positions (N, 2) of the targets and of the obstacles (with their radius) at ``frame``."""
+    points = [resolved.target_points[:, [0, 2]]]
+    for k, radius in enumerate(resolved.obstacle_radii):
+        centres = np.asarray(resolved.obstacle_centres[k, frame]).reshape(-1, 2)
+        points += [centres - radius, centres + radius]
+    return np.concatenate(points, 0)
 
 
 def top_view(paths: dict[str, np.ndarray], resolved, size: int = 240) -> np.ndarray:
@@ -70,16 +116,14 @@ def task_sheet(task, resolved, motions: dict[str, np.ndarray], panels: int = 5, 
     key = int(np.median(resolved.target_frames)) if len(resolved.target_frames) else (
         task.obstacle_anchor_frame if task.obstacle_anchor_frame >= 0 else T // 2)
     frames = np.unique(np.clip(np.linspace(key - 30, key + 30, panels).round().astype(int), 0, T - 1))
-    # one fixed camera for every panel: the input's pelvis at the key frame and the targets stay in view
-    focus = np.concatenate([resolved.clean[key:key + 1, 0], resolved.target_points], 0)
-    centre = np.array([focus[:, 0].mean(), 0.85, focus[:, 2].mean()])
-    scale = size / max(2.6, float(np.ptp(focus[:, [0, 2]], axis=0).max()) + 1.6)
     rows = []
     for name, joints in motions.items():
         row = np.full((size, size * len(frames), 3), 255, np.uint8)
         for i, frame in enumerate(frames):
             panel = row[:, i * size:(i + 1) * size]
-            draw_skeleton(panel, joints[frame], centre, scale, markers=markers_at(task, resolved, frame))
+            # the camera follows this walker: its pelvis, the targets and the frame's obstacles stay in view
+            centre, scale = framing(np.concatenate([joints[frame:frame + 1, 0, [0, 2]], scene_points(resolved, frame)]), size)
+            draw_frame(panel, task, resolved, joints[frame], frame, centre, scale)
             cv2.putText(panel, f"{METHOD_LABELS[name]} t={frame / 20:.1f}s", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.38,
                         (20, 20, 20), 1, cv2.LINE_AA)
         rows.append(row)
@@ -96,10 +140,9 @@ def task_sheet(task, resolved, motions: dict[str, np.ndarray], panels: int = 5, 
 
 def side_by_side_video(path: Path, task, resolved, motions: dict[str, np.ndarray], size: int = 300) -> None:
     """MP4: one panel per method, a fixed camera on the input's mean pelvis, targets and obstacles drawn."""
-    ground = np.concatenate([j[:, 0, [0, 2]] for j in motions.values()] + [resolved.target_points[:, [0, 2]]])
-    middle = (ground.min(0) + ground.max(0)) / 2
-    centre = np.array([middle[0], 0.85, middle[1]])
-    spread = max(2.5, float(np.ptp(ground, axis=0).max()) + 1.5)
+    # one camera for the whole clip: every method's path, the targets and the obstacles' sweep in view
+    centre, scale = framing(np.concatenate([j[:, 0, [0, 2]] for j in motions.values()]
+                                           + [scene_points(resolved, slice(None))]), size, margin=1.5, least=2.5)
     with atomic_path(path, suffix=".mp4") as tmp:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), 20.0, (size * len(motions), size))
         try:
@@ -107,9 +150,7 @@ def side_by_side_video(path: Path, task, resolved, motions: dict[str, np.ndarray
                 panels = []
                 for name, joints in motions.items():
                     canvas = np.full((size, size, 3), 255, np.uint8)
-                    draw_skeleton(canvas, joints[frame], centre, size / spread, markers=markers_at(task, resolved, frame)
-                                  + [(p if task.target_axes == "xyz" else np.array([p[0], 0.0, p[2]]), COLOURS["target"])
-                                     for p in resolved.target_points])
+                    draw_frame(canvas, task, resolved, joints[frame], frame, centre, scale, all_targets=True)
                     cv2.putText(canvas, METHOD_LABELS[name], (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (20, 20, 20), 1, cv2.LINE_AA)
                     panels.append(canvas)
                 writer.write(np.concatenate(panels, 1))

@@ -9,7 +9,8 @@ report_dno stage requires it; :func:`dno_report` leaves the cells empty without 
 ``paper.yaml`` beside this module (:func:`paper_numbers`).
 
 The metrics (:func:`dno_report`) are ``edit.<action>.<method>``, ``refine.<setting>.<method>``,
-``ablate.<variant>``, ``control.<setting>.<method>``, ``real``, ``timing``, ``findings``.
+``ablate.<variant>``, ``control.<setting>.<method>``, ``real``, ``tasks``, ``findings``. Run times are
+not inputs: the dno stages write them to ``reports/metrics/dno_time/``, which nothing depends on.
 """
 
 from __future__ import annotations
@@ -406,11 +407,13 @@ def protocol_notes(runs: dict[str, dict[str, dict]], fid_available: bool, refere
                          f"lambda_cont {options['lambda_content']}, lambda_decorr {options['lambda_decorr']}, "
                          f"perturbation {options['perturbation']}" + (inversion_note(options) if kind == "edit" else "")
                          + ". The paper: 300 (editing) / 500 (refinement) steps.")
-    guided = next((r["summary"].get("guided") for fam in runs.values() for r in fam.values() if r["summary"].get("guided")), None)
-    if guided:
+    # each guided run records the scales its tasks read: gather them over the families
+    guided_runs = [r["summary"]["guided"] for fam in runs.values() for r in fam.values() if r["summary"].get("guided")]
+    if guided_runs:
+        guided = {k: v for run in guided_runs for k, v in run.items()}
         steer = GUIDED_STEERING.get(guided.get("mode", "x0"), "")
-        lines.append(f"- Guided baseline: DDIM-{guided['ddim_steps']} where {steer} (scale {guided['scale_edit']} for edits, "
-                     f"{guided['scale_refine']} from noise); edits start from the input's own x_T with its caption (CFG {guided['text_guidance']}), "
+        lines.append(f"- Guided baseline: DDIM-{guided['ddim_steps']} where {steer} (scale {guided.get('scale_edit', '-')} for edits, "
+                     f"{guided.get('scale_refine', '-')} from noise); edits start from the input's own x_T with its caption (CFG {guided['text_guidance']}), "
                      "refinement from the task's N(0, I) without text. The scales are the best of a sweep by "
                      "`tools/tune_guided_scale.py` on validation tasks drawn with another task seed.")
     lines += [
@@ -496,8 +499,8 @@ def dno_report(
         metrics["ablate_real"] = real_row(runs["ablate"], fid)
     if "control" in runs:
         metrics["control"] = aggregate_control(runs["control"])
-    metrics["timing"] = {f"{family}.{run}": {"seconds": entry["summary"].get("seconds"), "tasks": entry["summary"].get("tasks")}
-                         for family, family_runs in runs.items() for run, entry in family_runs.items()}
+    metrics["tasks"] = {f"{family}.{run}": entry["summary"].get("tasks")
+                        for family, family_runs in runs.items() for run, entry in family_runs.items()}
     metrics["fid_available"] = fid.available
     checks = findings(metrics.get("edit"), metrics.get("refine"))
     metrics["findings"] = {"checks": len(checks), "hold": sum(r["holds"] for r in checks),
@@ -529,8 +532,9 @@ def dno_report(
                      control_table(metrics["control"])]
     if not fid.available:
         sections.append(f"FID: the evaluator `{evaluator_file}` does not exist yet, so FID cells are empty.\n")
-    timing = [[key, format_value(v["seconds"], 1), str(v["tasks"])] for key, v in metrics["timing"].items()]
-    sections += ["## Cost of this run\n", markdown_table(["Family.run", "Seconds", "Tasks"], timing, "lrr")]
+    sections += ["## Cost of this run\n", "Each run's wall-clock time is in `reports/metrics/dno_time/<family>_<run>.json` "
+                 "(`dvc metrics show`), kept out of this report so that a rerun which changes only timings reruns "
+                 "nothing; `benchmarks/bench_dno.py` measures the optimisation's speed.\n"]
     if figures or plots:
         sections.append("## Pictures\n")
         sections += [f"![{Path(f).stem}]({f})\n" if f.endswith(".png") else f"- video: [{Path(f).name}]({f})\n" for f in figures + plots]

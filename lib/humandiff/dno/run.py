@@ -28,7 +28,7 @@ import re
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -60,37 +60,47 @@ class GuidedBaseline:
     """The guided baseline's settings (``dno.guided``): DDIM steps, gradient scale for edits and for
     refinement, classifier-free guidance of the caption, steering ``mode`` (:data:`GUIDED_MODES`).
 
-    Numbers keep the type they were given (the run's summary records them as read).
+    A run reads only the scales its tasks use (``None`` for the other), so that each stage depends on
+    the keys it reads. Numbers keep the type they were given (the run's summary records them as read).
     """
 
     ddim_steps: int
-    scale_edit: float
-    scale_refine: float
+    scale_edit: float | None
+    scale_refine: float | None
     text_guidance: float
     mode: str
 
     @classmethod
     def from_params(cls, block: Mapping[str, Any], params_file: str | Path = "params.yaml",
-                    name: str = "dno.guided") -> "GuidedBaseline":
-        """Checked settings from the params block ``name`` of ``params_file`` (named in one-line errors)."""
+                    name: str = "dno.guided", kinds: Sequence[str] = ("edit", "refine")) -> "GuidedBaseline":
+        """Checked settings from the params block ``name`` of ``params_file`` (named in one-line
+        errors); the scales of the option ``kinds`` (:func:`option_kinds`) only."""
         values = {}
         for field in fields(cls):
+            if field.name.startswith("scale_") and field.name[len("scale_"):] not in kinds:
+                values[field.name] = None
+                continue
             value = block.get(field.name)
             where = f"{params_file}: parameter '{name}.{field.name}'"
             if field.name == "mode":
                 if value not in GUIDED_MODES:
                     raise ArtifactError(f"{where} must be one of {', '.join(GUIDED_MODES)}, got {value!r}")
-            elif isinstance(value, bool) or not isinstance(value, (int, float) if field.type == "float" else int) or value < 0:
-                raise ArtifactError(f"{where} must be a {field.type} >= 0, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, int if field.type == "int" else (int, float)) or value < 0:
+                kind = "an int" if field.type == "int" else "a number"
+                raise ArtifactError(f"{where} must be {kind} >= 0, got {value!r}")
             values[field.name] = value
         return cls(**values)
 
     def scale(self, init: str) -> float:
         """The gradient scale for tasks started by ``init`` (``invert``: edits, else refinement)."""
-        return self.scale_edit if init == "invert" else self.scale_refine
+        scale = self.scale_edit if init == "invert" else self.scale_refine
+        if scale is None:
+            raise ArtifactError(f"GuidedBaseline: no scale was read for tasks started by {init!r}")
+        return scale
 
     def to_dict(self) -> dict[str, Any]:
-        return {field.name: getattr(self, field.name) for field in fields(self)}
+        """The settings read (a scale that was not read is left out)."""
+        return {field.name: getattr(self, field.name) for field in fields(self) if getattr(self, field.name) is not None}
 
 
 def option_kinds(tasks: list[Task]) -> list[str]:
@@ -315,13 +325,16 @@ class MethodRun:
     ``joints`` (sum T, 22, 3) float32, ragged with their ``*_offsets`` (K + 1,), plus the inputs'
     ``clean_*`` for the input method (``<run>.npz``); ``history``: every DNO loss term and ``lr`` per
     step, (steps, K) NaN-padded to the longest task (empty for the other methods;
-    ``<run>_history.npz``); ``summary``: timing, options and means (``<run>.json``).
+    ``<run>_history.npz``); ``summary``: task count, options and means (``<run>.json``); ``timing``:
+    the wall-clock figures, kept apart so that no stage ever depends on a file holding them
+    (``reports/metrics/dno_time/<family>_<run>.json``).
     """
 
     table: pd.DataFrame
     arrays: dict[str, np.ndarray]
     history: dict[str, np.ndarray]
     summary: dict[str, Any]
+    timing: dict[str, Any]
 
 
 def run_method(tasks: list[Task], prior: Prior, settings: RunSettings, hml_dir: str | Path, embeddings_file: str | Path,
@@ -428,11 +441,11 @@ def run_method(tasks: list[Task], prior: Prior, settings: RunSettings, hml_dir: 
     frame = pd.DataFrame(rows)
     means = {c: float(frame[c].mean()) for c in frame.columns if frame[c].dtype.kind == "f" and frame[c].notna().any()}
     summary = {"family": settings.family, "method": method, "variant": settings.variant, "tasks": len(tasks),
-               "seconds": round(seconds, 2), "source_seconds": round(source_seconds, 2),
                "batches": len(batches(tasks, settings.batch_size)),
-               "mean_step_seconds": [round(v, 4) for v in step_seconds],
                # only the options this method read: each is a parameter of its own stage
                **({"options": {k: v.to_dict() for k, v in settings.options.items()}} if method == "dno" else {}),
                **({"guided": settings.guided.to_dict()} if method == "guided" else {}),
                "means": means}
-    return MethodRun(frame, arrays, history, summary)
+    timing = {"family": settings.family, "run": settings.run, "tasks": len(tasks), "seconds": round(seconds, 2),
+              "source_seconds": round(source_seconds, 2), "mean_step_seconds": [round(v, 4) for v in step_seconds]}
+    return MethodRun(frame, arrays, history, summary, timing)

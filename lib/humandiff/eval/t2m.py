@@ -166,12 +166,13 @@ def summarize(replications: Sequence[Mapping[str, float]]) -> dict[str, float]:
     return out
 
 
-def r_precision_replications(texts: Sequence[np.ndarray], motion: np.ndarray,
-                             rng: np.random.Generator) -> dict[str, float]:
-    """Mean top1/top2/top3/mm_dist over replications, one per text embedding set (N, E) in ``texts``."""
+def r_precision_replications(texts: Sequence[np.ndarray], motion: np.ndarray, rng: np.random.Generator,
+                             batch_size: int = R_PRECISION_BATCH) -> dict[str, float]:
+    """Mean top1/top2/top3/mm_dist over replications, one per text embedding set (N, E) in ``texts``,
+    in shuffled batches of ``batch_size``."""
     rows = []
     for text in texts:
-        hits, mm_dist = r_precision(text, motion, rng)
+        hits, mm_dist = r_precision(text, motion, rng, batch_size)
         rows.append({"top1": hits[0], "top2": hits[1], "top3": hits[2], "mm_dist": mm_dist})
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 

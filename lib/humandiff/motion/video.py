@@ -32,6 +32,15 @@ def _view_matrix(azimuth_deg: float, elevation_deg: float) -> np.ndarray:
     return np.stack([right, -up if up[1] < 0 else up])
 
 
+def project(points: np.ndarray, canvas_shape: Sequence[int], centre: np.ndarray, scale: float,
+            azimuth: float = 35.0, elevation: float = 20.0) -> np.ndarray:
+    """World points (..., 3) -> pixel coordinates (..., 2) (x right, y down) of :func:`draw_skeleton`'s
+    view: ``centre`` lands at the canvas's horizontal middle, 62% down (room above for the body)."""
+    H, W = canvas_shape[:2]
+    screen = (np.asarray(points, dtype=np.float64) - centre) @ _view_matrix(azimuth, elevation).T
+    return np.stack([W / 2 + scale * screen[..., 0], H * 0.62 - scale * screen[..., 1]], -1)
+
+
 def draw_skeleton(canvas: np.ndarray, joints: np.ndarray, centre: np.ndarray, scale: float,
                   azimuth: float = 35.0, elevation: float = 20.0, grid: bool = True,
                   markers: Sequence[tuple[np.ndarray, tuple[int, int, int]]] = ()) -> np.ndarray:
@@ -41,11 +50,9 @@ def draw_skeleton(canvas: np.ndarray, joints: np.ndarray, centre: np.ndarray, sc
     ``markers`` are extra world points (e.g. targets) drawn as filled circles.
     """
     H, W = canvas.shape[:2]
-    P = _view_matrix(azimuth, elevation)
 
     def to_px(points: np.ndarray) -> np.ndarray:
-        screen = (points - centre) @ P.T
-        return np.stack([W / 2 + scale * screen[..., 0], H * 0.62 - scale * screen[..., 1]], -1)
+        return project(points, canvas.shape, centre, scale, azimuth, elevation)
 
     if grid:
         step = 0.5

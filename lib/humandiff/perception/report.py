@@ -9,7 +9,6 @@ predicted keypoints of a few test images for its figure.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -53,16 +52,7 @@ def set_metrics(set_name: str, rows: pd.DataFrame, predictions: dict[str, np.nda
     return values
 
 
-def read_render_rate(path: str | Path) -> float:
-    """``render_images_per_s`` of the render stage's metrics JSON (quoted in the report)."""
-    try:
-        return float(json.loads(Path(path).read_text())["render_images_per_s"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ArtifactError(f"{path}: cannot read field 'render_images_per_s' ({type(exc).__name__})") from None
-
-
-def perception_metrics(per_set: dict[str, dict[str, float]], image_size: int, render_images_per_s: float,
-                       network_seconds: float) -> dict[str, Any]:
+def perception_metrics(per_set: dict[str, dict[str, float]], image_size: int, network_seconds: float) -> dict[str, Any]:
     """The stage's metrics JSON: the test set's headline scores, the throughputs (extraction: all
     sets' images over ``network_seconds``) and every set's scores (4 decimals)."""
     test = per_set["test"]
@@ -75,7 +65,6 @@ def perception_metrics(per_set: dict[str, dict[str, float]], image_size: int, re
         "pck_0.1": round(test["pck_0.1"], 4),
         "regression_mpjpe_mm": round(test["regression_mpjpe_mm"], 2),
         "regression_pa_mpjpe_mm": round(test["regression_pa_mpjpe_mm"], 2),
-        "render_images_per_s": render_images_per_s,
         "extract_images_per_s": round(total_images / max(network_seconds, 1e-9), 2),
         "sets": {name: {k: round(float(v), 4) for k, v in values.items()} for name, values in per_set.items()},
     }
@@ -149,7 +138,7 @@ def perception_report(metrics: dict[str, Any], per_set: dict[str, dict[str, floa
     if "regression_accel_error_mm_s2" in per_set.get("video", {}):
         lines += ["", f"Video: per-frame regression acceleration error {per_set['video']['regression_accel_error_mm_s2']:.0f} mm/s^2 "
                   "(pelvis-aligned joints), the jitter ScoreHMR's temporal guidance removes."]
-    lines += ["", f"Throughput: rendering {metrics['render_images_per_s']} images/s, extraction "
-              f"{metrics['extract_images_per_s']} images/s (network and decoding).", "",
+    lines += ["", f"Throughput: extraction {metrics['extract_images_per_s']} images/s (network and decoding; "
+              "rendering's rate is in reports/metrics/render.json, which no stage reads: a timing is never a dependency).", "",
               f"![predicted keypoints (filled: confidence >= {CONFIDENT})]({figure})", ""]
     return "\n".join(lines)

@@ -12,7 +12,8 @@ refinement of a regressed SMPL pose.
 - ``smplify``: the fitting baselines: single-stage SMPLify with a Gaussian-mixture pose prior (fitted
   by EM), angle and shape priors, and its video (smoothness) and multi-view (mean body pose) variants.
 
-Still to come (issue 26): the stages ``train_scorehmr``, ``scorehmr@<setting>`` and
-``report_scorehmr``, which train the denoiser on the perception network's features, run each
-setting and baseline, and write the report.
+The stages' logic (issue 26): ``data`` (a set's extraction beside its ground truth, the metrics and
+their protocol), ``training`` (the denoiser's training pairs, pseudo ground truth, the loop),
+``run`` (a method on a setting), ``report`` and ``figures`` (Tables 1-4 beside ``paper.yaml``,
+findings, pictures). docs/scorehmr.md describes the stages.
 """
