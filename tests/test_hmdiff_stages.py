@@ -4,6 +4,7 @@ Fast: no pipeline artifacts (the stages on real artifacts: tests/test_bad_inputs
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import yaml
 
 from humandiff.body import DEFAULT_BODY_MODEL, load_body_arrays, load_body_model
 from humandiff.hmdiff.data import ImageSet, build_geometry, true_meshes
-from humandiff.hmdiff.report import METRICS, Row, findings, metrics_json, paper_numbers, tables
+from humandiff.hmdiff.report import METRICS, Row, findings, load_rows, metrics_json, paper_numbers, tables
 from humandiff.hmdiff.run import evaluate_run, score
 from humandiff.hmdiff.settings import EvalSettings, RunSpec, read_params
 from humandiff.hmdiff.training import HMDiffNet, ModelSpec, RowDataset, curve_columns, hmdiff_loss_fn, network_config
@@ -157,8 +158,27 @@ def test_report_tables_findings_and_metrics_json():
                      "hmdiff beats direct_l2 (MPJPE)": True}
     metrics = metrics_json(rows, findings(rows), 16)
     assert metrics["rows"]["table4/no_dat_image"] == {"mpve_mm": 90.0, "mpjpe_mm": 80.0, "pa_mpjpe_mm": 40.0, "steps": 20,
-                                                      "fps": None}
-    assert set(metrics["rows"]["table3/hmdiff"]) == set(METRICS) | {"steps", "fps"}
+                                                      "fps": None, "diverged": 0.0}
+    assert set(metrics["rows"]["table3/hmdiff"]) == set(METRICS) | {"steps", "fps", "diverged"}
     text = tables(rows, paper_numbers(), {"hmdiff": 1.5}, 16)
     for needle in ("Table 1", "Table 3", "Table 4", "Table 5", "Table 6", "82.4", "FastMETRO", "(not run)", "20: 80.0"):
         assert needle in text
+
+
+def test_a_diverged_run_is_a_row_that_says_so_not_a_stopped_report(tmp_path, tiny_set, geometry):
+    """paper_literal (Algorithm 1 literally) may diverge: its row records it and the report prints it."""
+    regressor = torch.as_tensor(load_body_arrays(DEFAULT_BODY_MODEL)["J_regressor"], dtype=torch.float32)
+    model = HMDiffNet(network_config(ModelSpec(), {"heads": 2, "ff_dim": 16}, geometry, tiny_set), geometry).eval()
+    model.denoiser.networks[0].output.bias.data[0] = float("inf")  # every chain's noise estimate blows up
+    settings = EvalSettings(images=0, batch_images=4, num_samples=2, gamma=0.5, figure_images=2)
+    outcome = evaluate_run("direct_l2", RunSpec(steps=(3, 2), ablation="direct_l2"), settings, tiny_set, geometry,
+                           regressor, model, seed=0)
+    assert outcome.summary["diverged"] == 1.0 and outcome.summary["mpjpe_mm"] is None
+    assert [row["mpjpe_mm"] for row in outcome.summary["sweep"]] == [None, None]
+    assert outcome.summary["diverged_options"]["gamma"] == 0.5
+    (tmp_path / "direct_l2.json").write_text(json.dumps(outcome.summary))
+    np.savez(tmp_path / "direct_l2.npz", **outcome.arrays)
+    rows = load_rows(tmp_path, ["direct_l2"]) | {"hmdiff": _row("hmdiff", 70.0)}
+    assert {f["claim"]: f["holds"] for f in findings(rows)} == {"hmdiff beats direct_l2 (MPJPE)": True}
+    assert "diverged (NaN)" in tables(rows, paper_numbers(), {}, 16)
+    assert metrics_json(rows, [], 16)["rows"]["table5/direct_l2"]["diverged"] == 1.0

@@ -70,9 +70,10 @@ def load_rows(eval_dir: str | Path, names: Sequence[str]) -> dict[str, Row]:
             summary = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"{path}: not valid JSON ({type(exc).__name__})") from None
-        if not isinstance(summary, dict) or any(not isinstance(summary.get(m), (int, float)) for m in METRICS):
+        diverged = isinstance(summary, dict) and summary.get("diverged") == 1 and all(summary.get(m) is None for m in METRICS)
+        if not isinstance(summary, dict) or (not diverged and any(not isinstance(summary.get(m), (int, float)) for m in METRICS)):
             raise ArtifactError(f"{path}: missing field(s) {', '.join(METRICS)}")
-        arrays = load_npz(Path(eval_dir) / f"{name}.npz", {"vertices": (-1, -1, 3)})
+        arrays = load_npz(Path(eval_dir) / f"{name}.npz", {"vertices": (-1, -1, 3)}, finite=not diverged)
         rows[name] = Row(summary, arrays)
     return rows
 
@@ -80,6 +81,8 @@ def load_rows(eval_dir: str | Path, names: Sequence[str]) -> dict[str, Row]:
 def _ours(rows: Mapping[str, Row], name: str) -> list[str]:
     if name not in rows:
         return ["(not run)"] * 3
+    if rows[name].summary[METRICS[0]] is None:
+        return ["diverged (NaN)"] * 3
     return [format_value(rows[name].summary[m], 1) for m in METRICS]
 
 
@@ -105,7 +108,7 @@ def tables(rows: Mapping[str, Row], paper: Mapping[str, Any], compute: Mapping[s
     table4 = []
     for name, lab in TABLE4:
         steps = rows[name].summary.get("steps") if name in rows else None
-        sweep = ", ".join(f"{s['steps']}: {format_value(s['mpjpe_mm'], 1)}" for s in rows[name].summary.get("sweep", [])) \
+        sweep = ", ".join(f"{s['steps']}: {'diverged' if s['mpjpe_mm'] is None else format_value(s['mpjpe_mm'], 1)}" for s in rows[name].summary.get("sweep", [])) \
             if name in rows else ""
         p = paper["table4"].get(name)
         table4.append([lab, *_ours(rows, name), str(steps), sweep, *_paper(p), "-" if p is None else str(p[3])])
@@ -137,13 +140,15 @@ def findings(rows: Mapping[str, Row]) -> list[dict[str, Any]]:
     if "hmdiff" not in rows:
         return out
     ours = rows["hmdiff"].summary["mpjpe_mm"]
+    if ours is None:
+        raise ArtifactError("report_hmdiff: the 'hmdiff' run diverged (data/hmdiff/eval/hmdiff.json); no finding can be checked")
     groups = [("Table 4", [n for n, _ in TABLE4[:3]]), ("Table 3", ["baseline_a", "baseline_b"]),
               ("Table 5", [n for n, _ in TABLE5[:4]])]
     for table, names in groups:
         for name in names:
             if name in rows:
                 other = rows[name].summary["mpjpe_mm"]
-                out.append({"table": table, "claim": f"hmdiff beats {name} (MPJPE)", "holds": bool(ours < other),
+                out.append({"table": table, "claim": f"hmdiff beats {name} (MPJPE)", "holds": bool(other is None or ours < other),
                             "hmdiff_mpjpe_mm": ours, "other_mpjpe_mm": other})
     return out
 
@@ -155,7 +160,8 @@ def metrics_json(rows: Mapping[str, Row], found: list[dict[str, Any]], images: i
         for name, _ in members:
             if name in rows:
                 entries[f"{table}/{name}"] = {**{m: rows[name].summary[m] for m in METRICS},
-                                              "steps": rows[name].summary.get("steps"), "fps": None}
+                                              "steps": rows[name].summary.get("steps"), "fps": None,
+                                              "diverged": rows[name].summary.get("diverged", 0.0)}
     return {"images": images, "rows": entries, "findings": found,
             "fps_source": "reports/metrics/hmdiff_speed/<run>.json and benchmarks/bench_hmdiff.py (wall clock, kept out)"}
 

@@ -125,10 +125,14 @@ def predict_head(body_model, data: ImageSet) -> Prediction:
     return Prediction((vertices - joints[:, :1]).float(), seconds=time.perf_counter() - started)
 
 
-def _row(name: str, spec: RunSpec, steps: int | None, errors: dict[str, np.ndarray]) -> dict[str, Any]:
+def _row(name: str, spec: RunSpec, steps: int | None, errors: dict[str, np.ndarray] | None,
+         prediction: Prediction) -> dict[str, Any]:
+    """A run's summary at one step count; ``errors`` None: the chains diverged (metrics null, and the
+    share of images whose centre mesh is NaN or Inf in ``diverged``)."""
+    bad = ~torch.isfinite(prediction.vertices).flatten(1).all(1)
     return {"run": name, "kind": spec.kind, "model": spec.model, "ablation": spec.ablation if spec.kind == "diffusion" else None,
-            "steps": steps, "images": int(len(errors["mpve_mm"])),
-            **{metric: round(float(errors[metric].mean()), 2) for metric in METRICS}}
+            "steps": steps, "images": int(len(prediction.vertices)), "diverged": round(float(bad.double().mean()), 4),
+            **{metric: None if errors is None else round(float(errors[metric].mean()), 2) for metric in METRICS}}
 
 
 def evaluate_run(name: str, spec: RunSpec, settings: EvalSettings, data: ImageSet, geometry: Geometry,
@@ -146,18 +150,24 @@ def evaluate_run(name: str, spec: RunSpec, settings: EvalSettings, data: ImageSe
             outcomes.append((steps, predict_diffusion(model, spec, settings, steps, geometry, data, seed)))
             if progress is not None:
                 progress(1)
-    for steps, prediction in outcomes:
-        if spec.kind == "diffusion" and not bool(torch.isfinite(prediction.vertices).all()):
-            options = spec.hmdiff_options(settings, steps if steps is not None else 1)
-            raise ArtifactError(f"hmdiff run '{name}' (DDIM {steps}): the chains diverged to NaN or Inf (dat_mode "
-                                f"{options.dat_mode}, min_alpha_bar {options.min_alpha_bar}, gamma {options.gamma}; "
-                                "docs/hmdiff.md 'Options from the diagnosis')")
-    scored = [(steps, prediction, score(prediction.vertices, data, joint_regressor)) for steps, prediction in outcomes]
-    best = min(range(len(scored)), key=lambda i: (float(scored[i][2]["mpjpe_mm"].mean()), i))
+    finite = [bool(torch.isfinite(prediction.vertices).all()) for _, prediction in outcomes]
+    if spec.kind != "diffusion" and not all(finite):
+        raise ArtifactError(f"hmdiff run '{name}': the {spec.kind} predicted NaN or Inf meshes")
+    scored = [(steps, prediction, score(prediction.vertices, data, joint_regressor) if ok else None)
+              for (steps, prediction), ok in zip(outcomes, finite)]
+    if any(finite):
+        best = min((i for i in range(len(scored)) if finite[i]), key=lambda i: (float(scored[i][2]["mpjpe_mm"].mean()), i))
+    else:
+        best = 0  # every setting diverged: a row that says so (docs/hmdiff.md), not a stopped pipeline
     steps, prediction, errors = scored[best]
-    summary = _row(name, spec, steps, errors)
-    summary["sweep"] = [_row(name, spec, s, e) | {"best": i == best} for i, (s, _, e) in enumerate(scored)] \
+    summary = _row(name, spec, steps, errors, prediction)
+    summary["sweep"] = [_row(name, spec, s, e, p) | {"best": i == best} for i, (s, p, e) in enumerate(scored)] \
         if spec.kind == "diffusion" else []
+    if errors is None:
+        options = spec.hmdiff_options(settings, steps)
+        summary["diverged_options"] = {"dat_mode": options.dat_mode, "min_alpha_bar": options.min_alpha_bar,
+                                       "gamma": options.gamma}
+        errors = {m: np.full(len(data), np.nan) for m in METRICS}
     arrays = {"image_id": data.image_id.astype(str), **{m: errors[m].astype(np.float64) for m in METRICS},
               "vertices": prediction.vertices[:figure].numpy().astype(np.float32)}
     if prediction.samples is not None:
