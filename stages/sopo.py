@@ -19,7 +19,7 @@ import torch
 from humandiff.io import load_npz, save_json
 from humandiff.io.stage import run_stage
 from humandiff.prior.mdm import save_mdm
-from humandiff.sopo.run import (CURVE_COLUMNS, curve_rows, fine_tune, load_inputs, offline_pairs, read_calibration, run_options,
+from humandiff.sopo.run import (LOSS_COLUMNS, REWARD_COLUMNS, curve_rows, fine_tune, load_inputs, offline_pairs, read_calibration, run_options,
                                 run_record, sopo_params, threshold_for)
 from humandiff.train.device import resolve_device
 from humandiff.train.loop import init_distributed, shutdown_distributed, write_loss_curve
@@ -67,7 +67,8 @@ def main(params_file: str, run: str, model_file: str, config_file: str, reward_f
     if info.is_main and result.step >= options.steps:
         out = Path(out_dir) / run
         save_mdm(out / "model.pt", out / "config.json", result.policy.state_dict(), inputs.config)
-        write_loss_curve(Path(plots_dir) / f"{run}.csv", curve_rows(result.history), CURVE_COLUMNS)
+        for name, columns in (("loss", LOSS_COLUMNS), ("reward", REWARD_COLUMNS)):
+            write_loss_curve(Path(plots_dir) / f"{run}_{name}.csv", curve_rows(result.history), columns)
         save_json(out / "train.json", run_record(run, options, threshold, calibration, result))
         save_json(Path(timing_dir) / f"{run}.json", {"seconds": round(result.seconds, 2), "steps": result.step,
                                                      "stage_seconds": round(time.perf_counter() - started, 2),

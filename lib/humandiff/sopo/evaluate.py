@@ -49,6 +49,11 @@ def evaluate_model(evaluator, test, sampler, captions: list[str], lengths: list[
         first_set = sampler(sampler.conditions(captions), lengths, settings["seed"])
     scored = scored_sample_sets(evaluator, first_set, sampler, captions, lengths, settings["seed"], p["sample_sets"], log=log)
     evaluation = evaluate_t2m(evaluator, test, captions, lengths, scored, [], [], p)
+    from humandiff.eval.t2m import matched_distances
+    from humandiff.text.tokens import minilm_token_table
+
+    table = minilm_token_table(list(captions), evaluator.config.max_tokens)
+    distances = matched_distances(evaluator.embed_texts(table, table.rows(list(captions))), scored[0][0])
     row = evaluation["mdm"]
     missing = [n for n in METRIC_NAMES if n not in row]
     if missing:
@@ -58,4 +63,4 @@ def evaluate_model(evaluator, test, sampler, captions: list[str], lengths: list[
                          "diversity_times": p["diversity_times"], "ddim_steps": settings["ddim_steps"],
                          "guidance_scale": settings["guidance_scale"], "eta": settings["eta"], "seed": settings["seed"],
                          "note": variance_note(p["sample_sets"], p["replications"])},
-            "first_set": first_set}
+            "first_set": first_set, "set0_distances": [float(d) for d in distances]}

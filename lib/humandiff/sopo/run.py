@@ -41,8 +41,9 @@ SECTION = "sopo"
 #: The section's keys and their types.
 SOPO_PARAMS = {"seed": int, "threads": int, "device": str, "checkpoint_every": int, "options": dict, "runs": dict,
                "calibration": dict, "offline_pairs": dict}
-#: The curve columns (a DVC plot): the loss and the reward model's scores (training signal only).
-CURVE_COLUMNS = ("step", "loss", "dpo_share", "reward_preferred", "reward_samples", "reward_unpreferred", "margin", "lr")
+#: The curves' columns (DVC plots): the loss, and the reward model's scores (a training signal only).
+LOSS_COLUMNS = ("step", "loss", "dpo_share", "margin", "lr")
+REWARD_COLUMNS = ("step", "reward_preferred", "reward_samples", "reward_unpreferred")
 
 
 def sopo_params(params_file: str | Path) -> dict:
@@ -316,7 +317,7 @@ def _resume_state(checkpoint_file: str | Path | None, fingerprint: dict | None) 
 
 def curve_rows(history: Sequence[dict]) -> list[dict]:
     """The curve's rows (NaN-free: a missing reward is written as -1)."""
-    return [{c: (row[c] if np.isfinite(row[c]) else -1.0) for c in CURVE_COLUMNS} for row in history]
+    return [{c: (row[c] if np.isfinite(row[c]) else -1.0) for c in row} for row in history]
 
 
 def run_record(run: str, options: SoPoOptions, threshold: float, calibration: dict, result: FineTuneResult) -> dict:
