@@ -31,7 +31,7 @@ EVAL_PARAMS = {"seed": int, "threads": int, "device": str, "replications": int, 
 
 def eval_params(params_file: str | Path, run: str) -> dict:
     """The checked ``sopo_eval`` section with ``sample_sets``, the sets of ``run``."""
-    p = stage_params(params_file, SECTION, EVAL_PARAMS)
+    p = stage_params(params_file, SECTION, EVAL_PARAMS, complete=True)
     positive(params_file, SECTION, p, "threads", "replications", "diversity_times", "sample_batch_size")
     sets = p["sets"].get(run)
     if not isinstance(sets, int) or isinstance(sets, bool) or not 1 <= sets <= p["replications"]:

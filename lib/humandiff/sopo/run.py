@@ -48,7 +48,7 @@ REWARD_COLUMNS = ("step", "reward_preferred", "reward_samples", "reward_unprefer
 
 def sopo_params(params_file: str | Path) -> dict:
     """The checked ``sopo`` section."""
-    p = stage_params(params_file, SECTION, SOPO_PARAMS)
+    p = stage_params(params_file, SECTION, SOPO_PARAMS, complete=True)
     positive(params_file, SECTION, p, "threads", "checkpoint_every")
     if not p["runs"]:
         raise ArtifactError(f"{params_file}: parameter '{SECTION}.runs' is empty")
