@@ -19,8 +19,8 @@ import torch
 from humandiff.io import load_npz, save_json
 from humandiff.io.stage import run_stage
 from humandiff.prior.mdm import save_mdm
-from humandiff.sopo.run import (LOSS_COLUMNS, REWARD_COLUMNS, curve_rows, fine_tune, load_inputs, offline_pairs, read_calibration, run_options,
-                                run_record, sopo_params, threshold_for)
+from humandiff.sopo.run import (LOSS_COLUMNS, REWARD_COLUMNS, curve_rows, fine_tune, input_options, load_inputs,
+                                offline_pairs, read_calibration, run_options, run_record, sopo_params, threshold_for)
 from humandiff.train.device import resolve_device
 from humandiff.train.loop import init_distributed, shutdown_distributed, write_loss_curve
 
@@ -30,12 +30,7 @@ SECTION = "sopo"
 @click.command()
 @click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path())
 @click.option("--run", "run", required=True, help="a key of sopo.runs")
-@click.option("--model", "model_file", default="data/mdm/model.pt", show_default=True, type=click.Path())
-@click.option("--config", "config_file", default="data/mdm/config.json", show_default=True, type=click.Path())
-@click.option("--reward", "reward_file", default="data/models/reward.pt", show_default=True, type=click.Path())
-@click.option("--hml-dir", default="data/motion/hml", show_default=True, type=click.Path())
-@click.option("--embeddings", "embeddings_file", default="data/motion/text/embeddings.parquet", show_default=True,
-              type=click.Path())
+@input_options
 @click.option("--calibration", "calibration_file", default="data/sopo/calibration.json", show_default=True, type=click.Path())
 @click.option("--pairs", "pairs_file", default=None, type=click.Path(), help="offline pairs (variant dpo_offline)")
 @click.option("--out-dir", default="data/sopo", show_default=True, type=click.Path())

@@ -16,7 +16,8 @@ import torch
 
 from humandiff.io import save_json
 from humandiff.io.stage import run_stage
-from humandiff.sopo.run import calibration_payload, calibration_settings, caption_groups, load_inputs, run_options, sopo_params
+from humandiff.sopo.run import (calibration_payload, calibration_settings, caption_groups, input_options, load_inputs,
+                                run_options, sopo_params)
 from humandiff.train.device import resolve_device
 
 SECTION = "sopo"
@@ -24,12 +25,7 @@ SECTION = "sopo"
 
 @click.command()
 @click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path())
-@click.option("--model", "model_file", default="data/mdm/model.pt", show_default=True, type=click.Path())
-@click.option("--config", "config_file", default="data/mdm/config.json", show_default=True, type=click.Path())
-@click.option("--reward", "reward_file", default="data/models/reward.pt", show_default=True, type=click.Path())
-@click.option("--hml-dir", default="data/motion/hml", show_default=True, type=click.Path())
-@click.option("--embeddings", "embeddings_file", default="data/motion/text/embeddings.parquet", show_default=True,
-              type=click.Path())
+@input_options
 @click.option("--out", "out_file", default="data/sopo/calibration.json", show_default=True, type=click.Path())
 @click.option("--timing", "timing_file", default="reports/metrics/sopo_time/calibrate.json", show_default=True,
               type=click.Path())

@@ -16,19 +16,14 @@ import torch
 
 from humandiff.io import check_finite, save_json, save_npz
 from humandiff.io.stage import run_stage
-from humandiff.sopo.run import build_pairs, load_inputs, pair_settings, run_options, sopo_params
+from humandiff.sopo.run import build_pairs, input_options, load_inputs, pair_settings, run_options, sopo_params
 
 SECTION = "sopo"
 
 
 @click.command()
 @click.option("--params", "params_file", default="params.yaml", show_default=True, type=click.Path())
-@click.option("--model", "model_file", default="data/mdm/model.pt", show_default=True, type=click.Path())
-@click.option("--config", "config_file", default="data/mdm/config.json", show_default=True, type=click.Path())
-@click.option("--reward", "reward_file", default="data/models/reward.pt", show_default=True, type=click.Path())
-@click.option("--hml-dir", default="data/motion/hml", show_default=True, type=click.Path())
-@click.option("--embeddings", "embeddings_file", default="data/motion/text/embeddings.parquet", show_default=True,
-              type=click.Path())
+@input_options
 @click.option("--out", "out_file", default="data/sopo/offline_pairs.npz", show_default=True, type=click.Path())
 @click.option("--timing", "timing_file", default="reports/metrics/sopo_time/offline_pairs.json", show_default=True,
               type=click.Path())

@@ -46,6 +46,21 @@ LOSS_COLUMNS = ("step", "loss", "dpo_share", "margin", "lr")
 REWARD_COLUMNS = ("step", "reward_preferred", "reward_samples", "reward_unpreferred")
 
 
+#: The inputs every SoPo stage that samples or fine-tunes reads: (flag, parameter name, default).
+INPUT_OPTIONS = (("--model", "model_file", "data/mdm/model.pt"), ("--config", "config_file", "data/mdm/config.json"),
+                 ("--reward", "reward_file", "data/models/reward.pt"), ("--hml-dir", "hml_dir", "data/motion/hml"),
+                 ("--embeddings", "embeddings_file", "data/motion/text/embeddings.parquet"))
+
+
+def input_options(command: Callable) -> Callable:
+    """A click command's :data:`INPUT_OPTIONS` (the prior, the reward model, the prepared motions and captions)."""
+    import click
+
+    for flag, name, default in reversed(INPUT_OPTIONS):
+        command = click.option(flag, name, default=default, show_default=True, type=click.Path())(command)
+    return command
+
+
 def sopo_params(params_file: str | Path) -> dict:
     """The checked ``sopo`` section."""
     p = stage_params(params_file, SECTION, SOPO_PARAMS, complete=True)
