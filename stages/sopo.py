@@ -17,6 +17,7 @@ import click
 import torch
 
 from humandiff.io import load_npz, save_json
+from humandiff.io.digests import code_digest
 from humandiff.io.stage import run_stage
 from humandiff.prior.mdm import save_mdm
 from humandiff.sopo.run import (LOSS_COLUMNS, REWARD_COLUMNS, curve_rows, fine_tune, input_options, load_inputs,
@@ -54,7 +55,8 @@ def main(params_file: str, run: str, model_file: str, config_file: str, reward_f
     inputs = load_inputs(model_file, config_file, reward_file, hml_dir, embeddings_file, p["seed"])
     pairs = offline_pairs(load_npz(pairs_file, ("chosen", "rejected", "mask", "text_emb", "chosen_reward",
                                                 "rejected_reward"))) if pairs_file else None
-    fingerprint = {"options": options.to_dict(), "threshold": threshold, "seed": p["seed"], "inputs": inputs.digests}
+    fingerprint = {"options": options.to_dict(), "threshold": threshold, "seed": p["seed"], "inputs": inputs.digests,
+                   "code": code_digest(__file__)}  # a code change trains anew (a finished checkpoint is no resume)
     started = time.perf_counter()
     result = fine_tune(inputs, options, threshold, p["seed"], pairs=pairs, fingerprint=fingerprint,
                        checkpoint_file=Path(checkpoint_dir) / run / "state.pt", checkpoint_every=p["checkpoint_every"],
