@@ -191,4 +191,4 @@ def test_smoke_pipeline_writes_sopo_tables_and_one_runs_params_rerun_only_it_and
     assert _changed(smoke_repo) - before == {"sopo@dsopo"}
     single = _run([str(BIN / "dvc"), "repro", "--single-item", "sopo@dsopo"], smoke_repo)
     assert single.returncode == 0, single.stdout[-2000:] + single.stderr[-2000:]
-    assert {s for s in _changed(smoke_repo) - before if "sopo" in s} == {"evaluate_sopo@dsopo"}
+    assert {s for s in _changed(smoke_repo) - before if "sopo" in s} == {"evaluate_sopo@dsopo", "report_sopo"}
