@@ -23,9 +23,10 @@ from humandiff.sopo.report import (TABLE1, TABLE3, changed_captions, findings, l
 SECTION = "report_sopo"
 
 
-def _joints(eval_dir: Path, name: str, index: int) -> np.ndarray:
-    arrays = load_npz(eval_dir / f"{name}_joints.npz", ("joints", "offsets"))
-    return split_ragged(arrays["joints"], arrays["offsets"].astype(np.int64))[index].astype(np.float64).reshape(-1, 22, 3)
+def _joints(eval_dir: Path, name: str) -> list[np.ndarray]:
+    """Set 0's joints (T, 22, 3) of row ``name``: every row's file is read (and checked) before anything is written."""
+    arrays = load_npz(eval_dir / f"{name}_joints.npz", {"joints": (None, 66), "offsets": (None,)})
+    return [j.astype(np.float64).reshape(-1, 22, 3) for j in split_ragged(arrays["joints"], arrays["offsets"].astype(np.int64))]
 
 
 @click.command()
@@ -46,11 +47,12 @@ def main(params_file: str, eval_dir: str, runs_dir: str, calibration_file: str, 
     calibration = json.loads(Path(calibration_file).read_text())
     entries = {n: row_entry(r) for n, r in records.items()}
     found = findings(entries, records["mdm"]["real"])
+    joints = {n: _joints(Path(eval_dir), n) for n in names}
 
     figures, out = [], Path(report_dir)
     for n, i in enumerate(changed_captions(records["mdm"], records["sopo"], max(p["videos"], 0))):
         caption = records["mdm"]["captions"][i]
-        before, after = _joints(Path(eval_dir), "mdm", i), _joints(Path(eval_dir), "sopo", i)
+        before, after = joints["mdm"][i], joints["sopo"][i]
         sheet = np.concatenate([contact_sheet_row(before, f"MDM: {caption}"), contact_sheet_row(after, f"SoPo: {caption}")])
         write_image(out / f"changed_{n:02d}.png", sheet)
         for tag, joints in (("mdm", before), ("sopo", after)):
