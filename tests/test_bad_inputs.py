@@ -518,3 +518,56 @@ def test_report_hmdiff_refuses_a_missing_row(smoke, lock, tmp_path):
     module, args, inputs, outputs = _stage(smoke, lock, tmp_path, "report_hmdiff")
     (inputs / "data/hmdiff/eval/direct_l2.json").unlink()
     assert_refused(module, args, outputs, "direct_l2.json")
+
+
+# ------------------------------------------------------------------ SoPo (issue 27)
+
+
+@pytest.mark.parametrize("stage", ["sopo@sopo", "sopo_calibrate"])
+@pytest.mark.parametrize("target, fault, names", [("data/mdm/model.pt", "missing", ["model.pt", "file not found"]),
+                                                  ("data/mdm/model.pt", "truncated_pt", ["model.pt"]),
+                                                  ("data/models/reward.pt", "missing", ["reward.pt", "file not found"]),
+                                                  ("data/models/reward.pt", "truncated_pt", ["reward.pt"])])
+def test_sopo_refuses_a_missing_or_corrupt_prior_or_reward_model(smoke, lock, tmp_path, stage, target, fault, names):
+    module, args, inputs, outputs = _stage(smoke, lock, tmp_path, stage)
+    _inject(inputs / target, fault)
+    assert_refused(module, args, outputs, *names)
+
+
+@pytest.mark.parametrize("key, value, names", [("K", 1, ["'K'", "sopo.runs.sopo"]),
+                                               ("tau", 1.5, ["'tau'", "sopo.runs.sopo"]),
+                                               ("tau", 0.0, ["'tau'", "sopo.runs.sopo"]),
+                                               ("variant", "ipo", ["'variant'", "sopo.runs.sopo"])])
+def test_sopo_refuses_bad_run_parameters(smoke, lock, tmp_path, key, value, names):
+    module, args, _, outputs = _stage(smoke, lock, tmp_path, "sopo@sopo", **{f"sopo.runs.sopo.{key}": value})
+    assert_refused(module, args, outputs, "params.yaml", *names)
+
+
+def test_sopo_refuses_a_run_that_does_not_exist(smoke, lock, tmp_path):
+    module, args, _, outputs = _stage(smoke, lock, tmp_path, "sopo@sopo")
+    args = [("nosuch" if args[n - 1] == "--run" else a) for n, a in enumerate(args)]
+    assert_refused(module, args, outputs, "params.yaml", "'sopo.runs'", "'nosuch'")
+
+
+def test_sopo_offline_pairs_refuse_k_below_two(smoke, lock, tmp_path):
+    module, args, _, outputs = _stage(smoke, lock, tmp_path, "sopo_offline_pairs", **{"sopo.offline_pairs.K": 1})
+    assert_refused(module, args, outputs, "params.yaml", "'sopo.offline_pairs.K'")
+
+
+def test_sopo_refuses_an_empty_training_caption(smoke, lock, tmp_path):
+    module, args, inputs, outputs = _stage(smoke, lock, tmp_path, "sopo@sopo")
+
+    def blank(original: Path, path: Path) -> None:
+        index = pd.read_parquet(original)
+        k = int(np.flatnonzero(index["split"].to_numpy() == "train")[0])
+        index.at[k, "captions"] = np.array(["", *index.at[k, "captions"][1:]], dtype=object)
+        index.to_parquet(path, index=False)
+
+    _replace(inputs / "data/motion/hml/index.parquet", blank)
+    assert_refused(module, args, outputs, "index.parquet", "empty caption")
+
+
+def test_evaluate_sopo_refuses_a_row_without_a_protocol(smoke, lock, tmp_path):
+    module, args, _, outputs = _stage(smoke, lock, tmp_path, "evaluate_sopo@sopo")
+    args = [("nosuch" if args[n - 1] == "--run" else a) for n, a in enumerate(args)]
+    assert_refused(module, args, outputs, "params.yaml", "'sopo_eval.sets.nosuch'")

@@ -192,3 +192,31 @@ def test_smoke_pipeline_writes_hmdiff_tables_and_one_run_reruns_alone(smoke_repo
         assert "eval_hmdiff@direct_l2" in changed and changed <= {"eval_hmdiff@direct_l2", "report_hmdiff"}, status.stdout
     finally:
         (smoke_repo / "params.yaml").write_text(original)
+
+
+def _changed(repo: Path) -> set[str]:
+    status = _run([str(BIN / "dvc"), "status", "--json"], repo)
+    assert status.returncode == 0, status.stderr
+    return set(json.loads(status.stdout))
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_writes_sopo_tables_and_one_runs_params_rerun_only_it_and_its_evaluation(smoke_repo: Path):
+    sopo = json.loads((smoke_repo / "reports/metrics/sopo.json").read_text())
+    smoke = yaml.safe_load((smoke_repo / "params.yaml").read_text())
+    assert set(sopo["rows"]) == {"mdm", *smoke["sopo"]["runs"]}
+    for entry in sopo["rows"].values():
+        for name in ("top1", "top2", "top3", "mm_dist", "fid", "diversity"):
+            assert np.isfinite(entry[name]) and f"{name}_ci" in entry
+        assert 0.0 <= entry["miss_share"] <= 1.0
+    assert sopo["findings"] and all(v is None or isinstance(v, bool) for v in sopo["findings"].values())
+    assert "## Table 1" in (smoke_repo / "reports/sopo.md").read_text()
+    # one run's block reruns that run; its new model then reruns its evaluation only
+    before = _changed(smoke_repo)
+    params = yaml.safe_load((smoke_repo / "params.yaml").read_text())
+    params["sopo"]["runs"]["dsopo"]["lr"] = 3.0e-4
+    (smoke_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert _changed(smoke_repo) - before == {"sopo@dsopo"}
+    single = _run([str(BIN / "dvc"), "repro", "--single-item", "sopo@dsopo"], smoke_repo)
+    assert single.returncode == 0, single.stdout[-2000:] + single.stderr[-2000:]
+    assert {s for s in _changed(smoke_repo) - before if "sopo" in s} == {"evaluate_sopo@dsopo", "report_sopo"}

@@ -16,6 +16,9 @@ The paper's package (issue 27), on the shared diffusion core and the MDM prior:
 - :mod:`~humandiff.sopo.calibration`: tau on our reward's scale, as a quantile of the prior's own
   group-minimum rewards; the paper's 0.40-0.60 sweep mapped to five of ours.
 
-Still to come: the stages (``sopo@<variant>`` fine-tuning from ``data/mdm/model.pt``, their
-evaluation by the Guo et al. protocol, the tau calibration run), ``reports/sopo.md`` and the benchmark.
+- :mod:`~humandiff.sopo.run`: the stages' logic (params, inputs, the calibration run, the offline
+  pairs, the resumable fine-tuning loop); :mod:`~humandiff.sopo.evaluate`: one row by evaluate_t2m's
+  protocol through its library; :mod:`~humandiff.sopo.report`: Tables 1 and 3, the findings, the
+  paper's numbers (``paper.yaml``). Stages: ``sopo_calibrate``, ``sopo_offline_pairs``,
+  ``sopo@<run>``, ``sopo_offline@dpo_offline``, ``evaluate_sopo@<row>``, ``report_sopo`` (docs/sopo.md).
 """
