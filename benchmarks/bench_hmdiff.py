@@ -57,7 +57,8 @@ def main(params_file, batch, samples, steps, tokens, threads, repeats, out_file)
                "coarse_vertices": geometry.coarse_vertices, "architecture": p.architecture}
     models = {}
     for name, mode in (("hmdiff", "diffusion"), ("regressor", "regression")):
-        config = VertexDenoiserConfig(num_vertices=geometry.coarse_vertices, image_dim=128, mode=mode, **p.architecture)
+        config = VertexDenoiserConfig(num_vertices=geometry.coarse_vertices, image_dim=128, image_tokens=tokens, mode=mode,
+                                      **p.architecture)
         models[name] = HMDiffNet(config, geometry).eval().requires_grad_(False)
     results["forward_gmacs_per_mesh"] = forward_macs(models["hmdiff"].config, tokens) / 1e9
     schedule = models["hmdiff"].config.noise_schedule()

@@ -14,3 +14,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def smoke_repo(tmp_path_factory):
+    """The smoke preset reproduced once per session in a copy of the working tree (several minutes),
+    shared by the end-to-end, bad-input and stage tests (tests/test_pipeline_e2e.py)."""
+    from test_pipeline_e2e import build_smoke_repo
+
+    return build_smoke_repo(tmp_path_factory.mktemp("smoke") / "repo")

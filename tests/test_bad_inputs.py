@@ -31,7 +31,6 @@ import torch
 import yaml
 from click.testing import CliRunner
 from script_loader import load_script
-from test_pipeline_e2e import smoke_repo  # noqa: F401  (the module-scoped fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 

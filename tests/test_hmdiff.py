@@ -181,6 +181,7 @@ def test_denoiser_shapes_and_the_image_tokens_and_steps_reach_the_output():
     assert not torch.allclose(out, model(h, t, image_tokens=tokens + torch.randn_like(tokens)))
     assert not torch.allclose(out, model(h, t.flip(0), image_tokens=tokens))
     assert not torch.allclose(out, model(h + 0.1, t, image_tokens=tokens))
+    assert not torch.allclose(out, model(h, t, image_tokens=tokens.flip(1)), atol=1e-5)  # where a cell is matters
     with pytest.raises(ArtifactError, match="image_tokens"):
         model(h, t)
     with pytest.raises(ArtifactError, match=r"'h' has shape"):
@@ -191,7 +192,10 @@ def test_pose_context_and_regression_baselines():
     both = VertexDenoiser(VertexDenoiserConfig(num_vertices=20, context="both", pose_dim=2 * 8 * 8))
     features = pose_features(torch.rand(2, 24, 8, 8), torch.randn(2, 24, 8, 8))
     tokens = torch.randn(2, 64, 128)
-    assert both(torch.randn(2, 20, 3), torch.tensor([5, 6]), image_tokens=tokens, pose_features=features).shape == (2, 20, 3)
+    h, t = torch.randn(2, 20, 3), torch.tensor([5, 6])
+    out = both(h, t, image_tokens=tokens, pose_features=features)
+    assert out.shape == (2, 20, 3)
+    assert not torch.allclose(out, both(h, t, image_tokens=tokens, pose_features=features.flip(1)), atol=1e-5)  # which joint
     baseline_a = VertexDenoiser(VertexDenoiserConfig(num_vertices=20, mode="regression"))
     baseline_b = VertexDenoiser(VertexDenoiserConfig(num_vertices=20, mode="regression", stack=4))
     assert baseline_a.regress(tokens).shape == baseline_b.regress(tokens).shape == (2, 20, 3)

@@ -35,10 +35,9 @@ def copy_work_tree(work: Path) -> None:
             shutil.copy2(source, work / name)
 
 
-@pytest.fixture(scope="module")
-def smoke_repo(tmp_path_factory) -> Path:
-    """A copy of the working tree (tracked and new files, no outputs) with the smoke preset, reproduced."""
-    work = tmp_path_factory.mktemp("smoke") / "repo"
+def build_smoke_repo(work: Path) -> Path:
+    """A copy of the working tree (tracked and new files, no outputs) at ``work`` with the smoke preset,
+    reproduced (the session's ``smoke_repo`` fixture, tests/conftest.py)."""
     copy_work_tree(work)
     shutil.copy2(work / "presets/smoke.yaml", work / "params.yaml")
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)

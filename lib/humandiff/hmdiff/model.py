@@ -21,7 +21,11 @@ Conventions, written once:
   ``c`` (B, T, 128): the context tokens, a linear map of the perception network's spatial tokens
   (``tokens`` (B, 64, 128) of :mod:`humandiff.perception.extraction`, the paper's f_I of 49 x 128),
   of per-joint pose-heatmap tokens (Table 4's "pose feature": each joint's xy and depth maps
-  flattened, :func:`pose_features`), or of both concatenated along the token axis.
+  flattened, :func:`pose_features`), or of both concatenated along the token axis. Each context
+  token gets a learned embedding of where it comes from (its image cell, or its joint), added
+  after the linear map: attention is blind to the order of its context, so without it the network
+  sees a bag of cells and of unnamed joints (a pooled-token regressor reaches 186 mm coarse-joint
+  error, a position-aware one 152 mm, against 232 mm for the mean mesh; docs/hmdiff.md).
 - Diffusion (``mode="diffusion"``): the output estimates the noise (``prediction="eps"``, Eq. 7)
   under the linear schedule with K = 200 (:func:`humandiff.diffusion.linear_schedule`).
 - Baselines (Table 3), the same file and tokens, ``mode="regression"``: the network maps the
@@ -57,8 +61,8 @@ class VertexDenoiserConfig:
     """Architecture of :class:`VertexDenoiser` (defaults: the paper's, Sec. 4.3 and 5).
 
     ``num_vertices``: the coarse mesh's V; ``id_dim`` 64 + ``step_dim`` 61 + 3 = the token width 128;
-    ``heads`` of both attentions; ``ff_dim`` of the feed-forwards; ``image_dim``: channels of the
-    image tokens; ``pose_joints`` / ``pose_dim``: joints and numbers per joint of the pose features
+    ``heads`` of both attentions; ``ff_dim`` of the feed-forwards; ``image_dim`` / ``image_tokens``:
+    channels and count of the image tokens (ours 128 x 64, an 8 x 8 grid; the paper's 128 x 49); ``pose_joints`` / ``pose_dim``: joints and numbers per joint of the pose features
     (2 h w for h x w heatmaps); ``context``: which of them condition the model; ``mode`` /
     ``stack``: see the module doc; ``num_timesteps`` K = 200 with a ``schedule`` ``"linear"``.
     """
@@ -69,6 +73,7 @@ class VertexDenoiserConfig:
     heads: int = 4
     ff_dim: int = 256
     image_dim: int = 128
+    image_tokens: int = 64
     pose_joints: int = 24
     pose_dim: int = 2 * 32 * 32
     context: Context = "image"
@@ -78,7 +83,7 @@ class VertexDenoiserConfig:
     schedule: str = "linear"
 
     def __post_init__(self) -> None:
-        for name in ("num_vertices", "id_dim", "step_dim", "heads", "ff_dim", "image_dim", "pose_joints", "pose_dim",
+        for name in ("num_vertices", "id_dim", "step_dim", "heads", "ff_dim", "image_dim", "image_tokens", "pose_joints", "pose_dim",
                      "stack", "num_timesteps"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -186,25 +191,29 @@ class VertexDenoiser(nn.Module):
         super().__init__()
         self.config = config
         width = config.width
-        self.image_proj = nn.Linear(config.image_dim, width) if config.context in ("image", "both") else None
-        self.pose_proj = nn.Linear(config.pose_dim, width) if config.context in ("pose", "both") else None
+        image, pose = config.context in ("image", "both"), config.context in ("pose", "both")
+        self.image_proj = nn.Linear(config.image_dim, width) if image else None
+        self.pose_proj = nn.Linear(config.pose_dim, width) if pose else None
+        # where each context token comes from (an image cell, a joint): see the module doc
+        self.image_position = nn.Parameter(0.02 * torch.randn(config.image_tokens, width)) if image else None
+        self.pose_position = nn.Parameter(0.02 * torch.randn(config.pose_joints, width)) if pose else None
         self.networks = nn.ModuleList(_Network(config) for _ in range(config.stack))
 
     def context_tokens(self, image_tokens: Tensor | None, pose_features: Tensor | None, batch: int) -> Tensor:
         """The context ``c`` (B, T, 128) the cross-attention reads (see the module doc)."""
         cfg, parts = self.config, []
         if self.image_proj is not None:
-            if image_tokens is None or image_tokens.dim() != 3 or image_tokens.shape[0] != batch \
-                    or image_tokens.shape[2] != cfg.image_dim:
+            if image_tokens is None or tuple(image_tokens.shape) != (batch, cfg.image_tokens, cfg.image_dim):
                 shape = None if image_tokens is None else tuple(image_tokens.shape)
-                raise ArtifactError(f"VertexDenoiser: 'image_tokens' has shape {shape}, expected ({batch}, T, {cfg.image_dim})")
-            parts.append(self.image_proj(image_tokens.to(self.image_proj.weight.dtype)))
+                raise ArtifactError(f"VertexDenoiser: 'image_tokens' has shape {shape}, "
+                                    f"expected ({batch}, {cfg.image_tokens}, {cfg.image_dim})")
+            parts.append(self.image_proj(image_tokens.to(self.image_proj.weight.dtype)) + self.image_position)
         if self.pose_proj is not None:
             if pose_features is None or tuple(pose_features.shape) != (batch, cfg.pose_joints, cfg.pose_dim):
                 shape = None if pose_features is None else tuple(pose_features.shape)
                 raise ArtifactError(f"VertexDenoiser: 'pose_features' has shape {shape}, "
                                     f"expected ({batch}, {cfg.pose_joints}, {cfg.pose_dim})")
-            parts.append(self.pose_proj(pose_features.to(self.pose_proj.weight.dtype)))
+            parts.append(self.pose_proj(pose_features.to(self.pose_proj.weight.dtype)) + self.pose_position)
         return torch.cat(parts, 1)
 
     def forward(self, h: Tensor, t: Tensor, image_tokens: Tensor | None = None,

@@ -178,7 +178,7 @@ def read_params(params_file: str | Path) -> HMDiffParams:
         raise ArtifactError(f"{params_file}: parameter 'hmdiff.hierarchy' must be a list of ratios or vertex counts, "
                             f"got {hierarchy!r}")
     architecture = _mapping(params_file, "architecture", p["architecture"])
-    sized = {"num_vertices", "image_dim", "pose_joints", "pose_dim", "context", "mode", "stack"}
+    sized = {"num_vertices", "image_dim", "image_tokens", "pose_joints", "pose_dim", "context", "mode", "stack"}
     if sized & set(architecture):
         raise ArtifactError(f"{params_file}: parameter(s) {', '.join(sorted(sized & set(architecture)))} of "
                             "'hmdiff.architecture' come from the data or hmdiff.models")

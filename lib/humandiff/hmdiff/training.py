@@ -77,6 +77,7 @@ def network_config(spec: ModelSpec, architecture: Mapping[str, Any], geometry: G
     """The denoiser's config sized to the geometry (V_c) and the extraction (token channels, heatmap size)."""
     joints, height, width = data.heatmaps.shape[1:]
     return VertexDenoiserConfig(num_vertices=geometry.coarse_vertices, image_dim=int(data.tokens.shape[-1]),
+                                image_tokens=int(data.tokens.shape[1]),
                                 pose_joints=int(joints), pose_dim=2 * int(height) * int(width), context=spec.context,
                                 mode=spec.mode, stack=spec.stack, **dict(architecture))
 
