@@ -182,3 +182,29 @@ def test_sopo_stages_on_the_smoke_repository(smoke_repo):
     text = (smoke_repo / "reports/sopo.md").read_text()
     assert "## Table 1" in text and "## Table 3" in text and "The tau mapping" in text
     assert any(p.suffix == ".mp4" for p in (smoke_repo / "reports/sopo").iterdir())
+
+
+@pytest.mark.slow
+def test_sopo_stage_runs_unchanged_under_torchrun(smoke_repo, tmp_path):
+    """``sopo@sopo``'s command under torchrun with 2 CPU ranks (gloo): rank 0 writes the model, the
+    curves and the record; each rank takes half the batch (the run's own outputs go to ``tmp_path``)."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    lock = yaml.safe_load((smoke_repo / "dvc.lock").read_text())["stages"]
+    words = shlex.split(lock["sopo@sopo"]["cmd"])
+    for flag in ("--out-dir", "--checkpoint-dir", "--plots-dir", "--timing-dir"):
+        words[words.index(flag) + 1] = str(tmp_path / flag.strip("-"))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "lib"), OMP_NUM_THREADS="1")
+    env.pop("WORLD_SIZE", None)
+    # "--": the stage's --run would read as an abbreviation of torchrun's --run-path
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--", *words[1:]]
+    result = subprocess.run(command, cwd=smoke_repo, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((tmp_path / "out-dir/sopo/train.json").read_text())
+    steps = yaml.safe_load((smoke_repo / "params.yaml").read_text())["sopo"]["options"]["steps"]
+    assert record["steps"] == steps and (tmp_path / "out-dir/sopo/model.pt").is_file()
+    assert json.loads((tmp_path / "timing-dir/sopo.json").read_text())["world_size"] == 2
+    assert (tmp_path / "plots-dir/sopo_loss.csv").is_file()

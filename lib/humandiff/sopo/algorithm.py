@@ -138,9 +138,10 @@ def sopo_step(policy: nn.Module, reference: nn.Module, batch: dict, *, options: 
     ``threshold``: tau on our reward's scale (:mod:`humandiff.sopo.calibration`); ``prediction``: what
     both models predict (default: the policy's ``config.prediction``, else "x0")."""
     start = time.perf_counter()
+    module = getattr(policy, "module", policy)  # under DDP: sample with the wrapped model (no gradient, no sync)
     if prediction is None:
-        prediction = getattr(getattr(policy, "config", None), "prediction", "x0")
-    group = online_group(policy, batch, sampler, reward, options, generator)
+        prediction = getattr(getattr(module, "config", None), "prediction", "x0")
+    group = online_group(module, batch, sampler, reward, options, generator)
     pair = select_pair(group, options, threshold)
     B = pair.preferred.shape[0]
     t = TimestepSampler()(schedule, B, generator).to(pair.preferred.device)
