@@ -87,11 +87,20 @@ def main(params_file, batch, samples, steps, tokens, threads, repeats, out_file)
     peak_after = matmul_peak()
     results["fp32_matmul_peak_gflops"] = round((peak_before + peak_after) / 2, 1)
     results["fp32_matmul_peak_before_after"] = [round(peak_before, 1), round(peak_after, 1)]
+    # share of the peak: the network's forward multiply-adds only (2 FLOPs each; DAT's backward passes
+    # and the up-sampling uncounted, so the DAT rows' share is a lower bound)
+    passes = {"hmdiff_dat": samples * steps, "hmdiff_no_dat": samples * steps, "regressor": 1}
+    for label, count in passes.items():
+        for images in (batch, 1):
+            rate = results[f"{label}_batch{images}_images_per_second"]
+            gflops = rate * count * 2 * results["forward_gmacs_per_mesh"]
+            results[f"{label}_batch{images}_share_of_peak"] = round(gflops / results["fp32_matmul_peak_gflops"], 4)
     save_json(out_file, results)
     click.echo(f"HMDiff on {geometry.coarse_vertices} coarse vertices, N = {samples}, {steps} DDIM steps, {threads} threads; "
                f"fp32 matmul peak {results['fp32_matmul_peak_gflops']:.0f} GFLOP/s")
     for label in ("hmdiff_dat", "hmdiff_no_dat", "regressor"):
-        click.echo(f"  {label}: {results[f'{label}_batch{batch}_images_per_second']:.3f} images/s at batch {batch}, "
+        click.echo(f"  {label}: {results[f'{label}_batch{batch}_images_per_second']:.3f} images/s at batch {batch} "
+                   f"({100 * results[f'{label}_batch{batch}_share_of_peak']:.1f}% of the peak), "
                    f"{results[f'{label}_batch1_images_per_second']:.3f} at batch 1")
     click.echo(f"  written to {out_file}")
 

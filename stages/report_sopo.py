@@ -55,8 +55,8 @@ def main(params_file: str, eval_dir: str, runs_dir: str, calibration_file: str, 
         before, after = joints["mdm"][i], joints["sopo"][i]
         sheet = np.concatenate([contact_sheet_row(before, f"MDM: {caption}"), contact_sheet_row(after, f"SoPo: {caption}")])
         write_image(out / f"changed_{n:02d}.png", sheet)
-        for tag, joints in (("mdm", before), ("sopo", after)):
-            write_video(out / f"changed_{n:02d}_{tag}.mp4", joints, f"{tag.upper()}: {caption}")
+        for tag, motion in (("mdm", before), ("sopo", after)):
+            write_video(out / f"changed_{n:02d}_{tag}.mp4", motion, f"{tag.upper()}: {caption}")
         figures += [(caption, os.path.relpath(out / f"changed_{n:02d}{s}", Path(report_file).parent))
                     for s in (".png", "_mdm.mp4", "_sopo.mp4")]
 
