@@ -182,3 +182,6 @@ def test_a_diverged_run_is_a_row_that_says_so_not_a_stopped_report(tmp_path, tin
     assert {f["claim"]: f["holds"] for f in findings(rows)} == {"hmdiff beats direct_l2 (MPJPE)": True}
     assert "diverged (NaN)" in tables(rows, paper_numbers(), {}, 16)
     assert metrics_json(rows, [], 16)["rows"]["table5/direct_l2"]["diverged"] == 1.0
+    partly = dict(outcome.summary, diverged=0.25)  # some images only: the metrics are null all the same
+    (tmp_path / "direct_l2.json").write_text(json.dumps(partly))
+    assert load_rows(tmp_path, ["direct_l2"])["direct_l2"].summary["diverged"] == 0.25

@@ -70,7 +70,9 @@ def load_rows(eval_dir: str | Path, names: Sequence[str]) -> dict[str, Row]:
             summary = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"{path}: not valid JSON ({type(exc).__name__})") from None
-        diverged = isinstance(summary, dict) and summary.get("diverged") == 1 and all(summary.get(m) is None for m in METRICS)
+        # a row whose chains diverged in any image has null metrics (run.evaluate_run); its share is > 0
+        diverged = isinstance(summary, dict) and isinstance(summary.get("diverged"), (int, float)) \
+            and summary["diverged"] > 0 and all(summary.get(m) is None for m in METRICS)
         if not isinstance(summary, dict) or (not diverged and any(not isinstance(summary.get(m), (int, float)) for m in METRICS)):
             raise ArtifactError(f"{path}: missing field(s) {', '.join(METRICS)}")
         arrays = load_npz(Path(eval_dir) / f"{name}.npz", {"vertices": (-1, -1, 3)}, finite=not diverged)
